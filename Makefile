@@ -1,0 +1,45 @@
+# The README's two set-up commands: `make demo` and `make test`. Each builds .venv by itself.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data
+DB ?= fundtrail.duckdb
+
+.PHONY: demo test lint bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fundtrail --db $(DB) ingest bitcoin-blocks \
+	    $(DATA)/bitcoin/bitcoinj-blocks/first-100k-blocks.dat \
+	    $(DATA)/bitcoin/bitcoinj-blocks/block169482.dat \
+	    $(DATA)/bitcoin/bitcoinj-blocks/block2278*.dat \
+	    $(DATA)/bitcoin/bitcoinj-blocks/block3*.dat \
+	    $(DATA)/bitcoin/bitcoinj-blocks/block4*.dat \
+	    $(DATA)/bitcoin/bitcoin-s-blocks/000000000000000000050f70113ab1932c195442cb49bcc4ee4d7f426c8a3295.txt \
+	    $(DATA)/bitcoin/bitcoin-s-blocks/00000000000000000008513c860373da0484f065983aeb063ebf81c172e81d48.txt
+	$(BIN)/fundtrail --db $(DB) summary
+	$(BIN)/fundtrail --db $(DB) show block 170
+	$(BIN)/fundtrail --db $(DB) show tx f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16
+	$(BIN)/fundtrail --db $(DB) show address 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Bitcoin: wire-format decoding, script classification and address codecs."""

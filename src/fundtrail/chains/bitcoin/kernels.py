@@ -1,0 +1,523 @@
+"""Compiled (Numba) kernels that walk serialized blocks and transactions.
+
+The kernels never trust their input: every read is bounds-checked and a malformed block gets an error
+code and the offset where decoding stopped, never a crash or an out-of-bounds read. Hashing is not done
+here (hashlib, an OpenSSL binding, does it from Python over the byte ranges the kernels return).
+
+Layout is columnar: one array per field, transactions, inputs and outputs each numbered across the
+whole call, so a file of many blocks is decoded in one compiled pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+# Error codes (see ERROR_TEXT).
+OK = 0
+E_TRUNCATED = 1
+E_TRAILING = 2
+E_NONCANONICAL_VARINT = 3
+E_WITNESS_FLAG = 4
+E_SUPERFLUOUS_WITNESS = 5
+E_NO_INPUTS = 6
+E_VALUE_RANGE = 7
+E_NO_TRANSACTIONS = 8
+E_SIZE = 9
+
+ERROR_TEXT = {
+    E_TRUNCATED: "data ends in the middle of a field (truncated)",
+    E_TRAILING: "bytes left over after the last transaction",
+    E_NONCANONICAL_VARINT: "non-canonical variable-length integer",
+    E_WITNESS_FLAG: "unknown transaction serialization flag",
+    E_SUPERFLUOUS_WITNESS: "witness flag set but every witness is empty",
+    E_NO_INPUTS: "transaction with no inputs",
+    E_VALUE_RANGE: "output value above 21,000,000 BTC",
+    E_NO_TRANSACTIONS: "block with no transactions",
+    E_SIZE: "count larger than the data could hold",
+}
+
+MAX_MONEY = 21_000_000 * 100_000_000
+
+# script type codes, duplicated from script.py as plain ints for the compiled code
+_NONSTANDARD, _P2PKH, _P2SH, _P2WPKH, _P2WSH, _P2TR, _WUNK, _P2PK, _MULTI, _NULLDATA, _ANCHOR = range(11)
+
+
+@njit(cache=True, inline="always")
+def _varint(buf: Any, pos: int, end: int) -> tuple[int, int, int]:
+    """Read a CompactSize at pos. Returns (value, new position, error)."""
+    if pos >= end:
+        return 0, pos, E_TRUNCATED
+    b = buf[pos]
+    if b < 0xFD:
+        return np.int64(b), pos + 1, OK
+    if b == 0xFD:
+        if pos + 3 > end:
+            return 0, pos, E_TRUNCATED
+        v = np.int64(buf[pos + 1]) | (np.int64(buf[pos + 2]) << 8)
+        if v < 0xFD:
+            return 0, pos, E_NONCANONICAL_VARINT
+        return v, pos + 3, OK
+    if b == 0xFE:
+        if pos + 5 > end:
+            return 0, pos, E_TRUNCATED
+        v = np.int64(0)
+        for k in range(4):
+            v |= np.int64(buf[pos + 1 + k]) << (8 * k)
+        if v <= 0xFFFF:
+            return 0, pos, E_NONCANONICAL_VARINT
+        return v, pos + 5, OK
+    if pos + 9 > end:
+        return 0, pos, E_TRUNCATED
+    if buf[pos + 8] >= 0x80:  # above 2^63: no count in a real block comes near
+        return 0, pos, E_SIZE
+    v = np.int64(0)
+    for k in range(8):
+        v |= np.int64(buf[pos + 1 + k]) << (8 * k)
+    if v <= 0xFFFFFFFF:
+        return 0, pos, E_NONCANONICAL_VARINT
+    return v, pos + 9, OK
+
+
+@njit(cache=True, inline="always")
+def _u32(buf: Any, pos: int) -> int:
+    return (
+        np.int64(buf[pos])
+        | (np.int64(buf[pos + 1]) << 8)
+        | (np.int64(buf[pos + 2]) << 16)
+        | (np.int64(buf[pos + 3]) << 24)
+    )
+
+
+@njit(cache=True, inline="always")
+def _u64(buf: Any, pos: int) -> int:
+    v = np.uint64(0)
+    for k in range(8):
+        v |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
+    return v
+
+
+@njit(cache=True)
+def _push_only(buf: Any, pos: int, end: int) -> bool:
+    """Bitcoin Core's CScript::IsPushOnly over buf[pos:end]."""
+    while pos < end:
+        op = buf[pos]
+        pos += 1
+        if op > 0x60:  # above OP_16
+            return False
+        if op >= 0x01 and op <= 0x4B:
+            n = np.int64(op)
+        elif op == 0x4C:
+            if pos + 1 > end:
+                return False
+            n = np.int64(buf[pos])
+            pos += 1
+        elif op == 0x4D:
+            if pos + 2 > end:
+                return False
+            n = np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8)
+            pos += 2
+        elif op == 0x4E:
+            if pos + 4 > end:
+                return False
+            n = _u32(buf, pos)
+            pos += 4
+        else:
+            n = 0
+        if pos + n > end:
+            return False
+        pos += n
+    return True
+
+
+@njit(cache=True, inline="always")
+def _pubkey_size(first: int) -> int:
+    """CPubKey::GetLen: the size a public key starting with this byte must have (0: invalid)."""
+    if first == 2 or first == 3:
+        return 33
+    if first == 4 or first == 6 or first == 7:
+        return 65
+    return 0
+
+
+@njit(cache=True)
+def _is_multisig(buf: Any, s: int, n: int) -> bool:
+    """Bitcoin Core's MatchMultisig: OP_m <pubkey>... OP_n OP_CHECKMULTISIG."""
+    if n < 3 or buf[s + n - 1] != 0xAE:
+        return False
+    m_op = buf[s]
+    n_op = buf[s + n - 2]
+    if m_op < 0x51 or m_op > 0x60 or n_op < 0x51 or n_op > 0x60:
+        return False
+    pos = s + 1
+    end = s + n - 2
+    keys = 0
+    while pos < end:
+        ln = np.int64(buf[pos])
+        if ln != 33 and ln != 65:
+            return False
+        if pos + 1 + ln > end or _pubkey_size(buf[pos + 1]) != ln:
+            return False
+        pos += 1 + ln
+        keys += 1
+    return keys == n_op - 0x50 and m_op <= n_op
+
+
+@njit(cache=True)
+def classify(buf: Any, s: int, n: int) -> tuple[int, int, int]:
+    """Classify the output script buf[s:s+n]. Returns (type code, payload offset, payload length)."""
+    if n == 25 and buf[s] == 0x76 and buf[s + 1] == 0xA9 and buf[s + 2] == 0x14:
+        if buf[s + 23] == 0x88 and buf[s + 24] == 0xAC:
+            return _P2PKH, s + 3, 20
+    if n == 23 and buf[s] == 0xA9 and buf[s + 1] == 0x14 and buf[s + 22] == 0x87:
+        return _P2SH, s + 2, 20
+    if n >= 4 and n <= 42 and np.int64(buf[s + 1]) == n - 2:
+        op = buf[s]
+        if op == 0:
+            if n == 22:
+                return _P2WPKH, s + 2, 20
+            if n == 34:
+                return _P2WSH, s + 2, 32
+            return _NONSTANDARD, 0, 0
+        if op >= 0x51 and op <= 0x60:
+            if op == 0x51 and n == 34:
+                return _P2TR, s + 2, 32
+            if op == 0x51 and n == 4 and buf[s + 2] == 0x4E and buf[s + 3] == 0x73:
+                return _ANCHOR, s + 2, 2
+            return _WUNK, s + 2, n - 2
+    if n == 35 and buf[s] == 33 and buf[s + 34] == 0xAC and _pubkey_size(buf[s + 1]) == 33:
+        return _P2PK, s + 1, 33
+    if n == 67 and buf[s] == 65 and buf[s + 66] == 0xAC and _pubkey_size(buf[s + 1]) == 65:
+        return _P2PK, s + 1, 65
+    if n >= 1 and buf[s] == 0x6A and _push_only(buf, s + 1, s + n):
+        return _NULLDATA, 0, 0
+    if _is_multisig(buf, s, n):
+        return _MULTI, 0, 0
+    return _NONSTANDARD, 0, 0
+
+
+@njit(cache=True)
+def _walk(
+    buf: Any,
+    start: int,
+    end: int,
+    has_header: bool,
+    fill: bool,
+    t0: int,
+    i0: int,
+    o0: int,
+    w0: int,
+    tx_off: Any,
+    tx_len: Any,
+    tx_strip_off: Any,
+    tx_strip_len: Any,
+    tx_version: Any,
+    tx_locktime: Any,
+    tx_segwit: Any,
+    tx_n_in: Any,
+    tx_n_out: Any,
+    in_prev: Any,
+    in_vout: Any,
+    in_seq: Any,
+    in_script_off: Any,
+    in_script_len: Any,
+    in_wit_items: Any,
+    in_wit_off: Any,
+    in_wit_len: Any,
+    out_value: Any,
+    out_script_off: Any,
+    out_script_len: Any,
+    out_type: Any,
+    out_pay_off: Any,
+    out_pay_len: Any,
+    stripped: Any,
+) -> tuple[int, int, int, int, int, int, int]:
+    """Walk one block (or one bare transaction). Count mode (fill=False) validates and counts; fill mode
+    writes rows starting at t0/i0/o0 and stripped bytes at w0. Returns
+    (error, error offset, n_tx, n_in, n_out, stripped bytes, end position)."""
+    pos = start
+    if has_header:
+        if end - start < 80:
+            return E_TRUNCATED, end, 0, 0, 0, 0, pos
+        pos += 80
+        n_tx, pos, err = _varint(buf, pos, end)
+        if err != OK:
+            return err, pos, 0, 0, 0, 0, pos
+        if n_tx == 0:
+            return E_NO_TRANSACTIONS, pos, 0, 0, 0, 0, pos
+        if n_tx > (end - pos) // 60 + 1:
+            return E_SIZE, pos, 0, 0, 0, 0, pos
+    else:
+        n_tx = 1
+    ti = t0
+    ii = i0
+    oi = o0
+    wi = w0
+    for _t in range(n_tx):
+        txs = pos
+        if pos + 4 > end:
+            return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+        version = _u32(buf, pos)
+        pos += 4
+        n_in, pos, err = _varint(buf, pos, end)
+        if err != OK:
+            return err, pos, 0, 0, 0, 0, pos
+        segwit = False
+        if n_in == 0:
+            if pos >= end:
+                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+            if buf[pos] != 1:
+                return (E_NO_INPUTS if buf[pos] == 0 else E_WITNESS_FLAG), pos, 0, 0, 0, 0, pos
+            pos += 1
+            segwit = True
+            body = pos
+            n_in, pos, err = _varint(buf, pos, end)
+            if err != OK:
+                return err, pos, 0, 0, 0, 0, pos
+            if n_in == 0:
+                return E_NO_INPUTS, pos, 0, 0, 0, 0, pos
+        if not segwit:
+            body = txs + 4
+        if n_in > (end - pos) // 41:
+            return E_SIZE, pos, 0, 0, 0, 0, pos
+        first_in = ii
+        for _i in range(n_in):
+            if pos + 36 > end:
+                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+            if fill:
+                for k in range(32):
+                    in_prev[ii, k] = buf[pos + 31 - k]
+                in_vout[ii] = _u32(buf, pos + 32)
+            pos += 36
+            sl, pos, err = _varint(buf, pos, end)
+            if err != OK:
+                return err, pos, 0, 0, 0, 0, pos
+            if pos + sl + 4 > end:
+                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+            if fill:
+                in_script_off[ii] = pos
+                in_script_len[ii] = sl
+                in_seq[ii] = _u32(buf, pos + sl)
+                in_wit_items[ii] = 0
+                in_wit_off[ii] = 0
+                in_wit_len[ii] = 0
+            pos += sl + 4
+            ii += 1
+        n_out, pos, err = _varint(buf, pos, end)
+        if err != OK:
+            return err, pos, 0, 0, 0, 0, pos
+        if n_out > (end - pos) // 9:
+            return E_SIZE, pos, 0, 0, 0, 0, pos
+        for _o in range(n_out):
+            if pos + 8 > end:
+                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+            value = _u64(buf, pos)
+            if value > np.uint64(MAX_MONEY):
+                return E_VALUE_RANGE, pos, 0, 0, 0, 0, pos
+            pos += 8
+            sl, pos, err = _varint(buf, pos, end)
+            if err != OK:
+                return err, pos, 0, 0, 0, 0, pos
+            if pos + sl > end:
+                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+            if fill:
+                out_value[oi] = np.int64(value)
+                out_script_off[oi] = pos
+                out_script_len[oi] = sl
+                st, po, pl = classify(buf, pos, sl)
+                out_type[oi] = st
+                out_pay_off[oi] = po
+                out_pay_len[oi] = pl
+            pos += sl
+            oi += 1
+        wit_start = pos
+        if segwit:
+            any_witness = False
+            for i in range(n_in):
+                ws = pos
+                items, pos, err = _varint(buf, pos, end)
+                if err != OK:
+                    return err, pos, 0, 0, 0, 0, pos
+                if items > (end - pos):
+                    return E_SIZE, pos, 0, 0, 0, 0, pos
+                if items > 0:
+                    any_witness = True
+                for _k in range(items):
+                    ln, pos, err = _varint(buf, pos, end)
+                    if err != OK:
+                        return err, pos, 0, 0, 0, 0, pos
+                    if pos + ln > end:
+                        return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+                    pos += ln
+                if fill:
+                    in_wit_items[first_in + i] = items
+                    in_wit_off[first_in + i] = ws
+                    in_wit_len[first_in + i] = pos - ws
+            if not any_witness:
+                return E_SUPERFLUOUS_WITNESS, wit_start, 0, 0, 0, 0, pos
+        if pos + 4 > end:
+            return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+        locktime = _u32(buf, pos)
+        pos += 4
+        slen = (4 + (wit_start - body) + 4) if segwit else (pos - txs)
+        if fill:
+            tx_off[ti] = txs
+            tx_len[ti] = pos - txs
+            tx_version[ti] = version
+            tx_locktime[ti] = locktime
+            tx_segwit[ti] = segwit
+            tx_n_in[ti] = n_in
+            tx_n_out[ti] = n_out
+            tx_strip_off[ti] = wi
+            tx_strip_len[ti] = slen
+            if segwit:
+                stripped[wi : wi + 4] = buf[txs : txs + 4]
+                stripped[wi + 4 : wi + 4 + (wit_start - body)] = buf[body:wit_start]
+                stripped[wi + slen - 4 : wi + slen] = buf[pos - 4 : pos]
+            else:
+                stripped[wi : wi + slen] = buf[txs:pos]
+        ti += 1
+        wi += slen
+    if pos != end:
+        return E_TRAILING, pos, 0, 0, 0, 0, pos
+    return OK, 0, ti - t0, ii - i0, oi - o0, wi - w0, pos
+
+
+@njit(cache=True)
+def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
+    """Decode every segment buf[starts[k]:ends[k]] (a block, or a bare transaction when has_header is
+    False). Segments that fail get err[k] != 0 and contribute no rows."""
+    nseg = starts.shape[0]
+    err = np.zeros(nseg, np.int32)
+    err_pos = np.zeros(nseg, np.int64)
+    seg_tx = np.zeros(nseg + 1, np.int64)
+    seg_in = np.zeros(nseg + 1, np.int64)
+    seg_out = np.zeros(nseg + 1, np.int64)
+    seg_w = np.zeros(nseg + 1, np.int64)
+    e8 = np.empty(0, np.uint8)
+    e64 = np.empty(0, np.int64)
+    eb = np.empty(0, np.bool_)
+    e2 = np.empty((0, 32), np.uint8)
+    for k in range(nseg):
+        e, ep, nt, ni, no, nw, _ = _walk(
+            buf, starts[k], ends[k], has_header, False, 0, 0, 0, 0,
+            e64, e64, e64, e64, e64, e64, eb, e64, e64,
+            e2, e64, e64, e64, e64, e64, e64, e64,
+            e64, e64, e64, e8, e64, e64, e8,
+        )  # fmt: skip
+        err[k] = e
+        err_pos[k] = ep
+        seg_tx[k + 1] = seg_tx[k] + nt
+        seg_in[k + 1] = seg_in[k] + ni
+        seg_out[k + 1] = seg_out[k] + no
+        seg_w[k + 1] = seg_w[k] + nw
+    nt, ni, no, nw = seg_tx[nseg], seg_in[nseg], seg_out[nseg], seg_w[nseg]
+    tx_off = np.empty(nt, np.int64)
+    tx_len = np.empty(nt, np.int64)
+    tx_strip_off = np.empty(nt, np.int64)
+    tx_strip_len = np.empty(nt, np.int64)
+    tx_version = np.empty(nt, np.int64)
+    tx_locktime = np.empty(nt, np.int64)
+    tx_segwit = np.empty(nt, np.bool_)
+    tx_n_in = np.empty(nt, np.int64)
+    tx_n_out = np.empty(nt, np.int64)
+    in_prev = np.empty((ni, 32), np.uint8)
+    in_vout = np.empty(ni, np.int64)
+    in_seq = np.empty(ni, np.int64)
+    in_script_off = np.empty(ni, np.int64)
+    in_script_len = np.empty(ni, np.int64)
+    in_wit_items = np.empty(ni, np.int64)
+    in_wit_off = np.empty(ni, np.int64)
+    in_wit_len = np.empty(ni, np.int64)
+    out_value = np.empty(no, np.int64)
+    out_script_off = np.empty(no, np.int64)
+    out_script_len = np.empty(no, np.int64)
+    out_type = np.empty(no, np.uint8)
+    out_pay_off = np.empty(no, np.int64)
+    out_pay_len = np.empty(no, np.int64)
+    stripped = np.empty(nw, np.uint8)
+    for k in range(nseg):
+        if err[k] != OK:
+            continue
+        _walk(
+            buf, starts[k], ends[k], has_header, True, seg_tx[k], seg_in[k], seg_out[k], seg_w[k],
+            tx_off, tx_len, tx_strip_off, tx_strip_len, tx_version, tx_locktime, tx_segwit,
+            tx_n_in, tx_n_out, in_prev, in_vout, in_seq, in_script_off, in_script_len,
+            in_wit_items, in_wit_off, in_wit_len, out_value, out_script_off, out_script_len,
+            out_type, out_pay_off, out_pay_len, stripped,
+        )  # fmt: skip
+    return (
+        err, err_pos, seg_tx, seg_in, seg_out,
+        tx_off, tx_len, tx_strip_off, tx_strip_len, tx_version, tx_locktime, tx_segwit, tx_n_in, tx_n_out,
+        in_prev, in_vout, in_seq, in_script_off, in_script_len, in_wit_items, in_wit_off, in_wit_len,
+        out_value, out_script_off, out_script_len, out_type, out_pay_off, out_pay_len,
+        stripped,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def gather(buf: Any, offs: Any, lens: Any, prefix: Any) -> tuple[Any, Any]:
+    """Concatenate buf[offs[k]:offs[k]+lens[k]] into one byte array, each preceded by prefix[k] when
+    prefix[k] >= 0. Returns (data, offsets) in Arrow's variable-binary layout (int64 offsets)."""
+    n = offs.shape[0]
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    for k in range(n):
+        offsets[k + 1] = offsets[k] + lens[k] + (1 if prefix[k] >= 0 else 0)
+    data = np.empty(offsets[n], np.uint8)
+    for k in range(n):
+        p = offsets[k]
+        if prefix[k] >= 0:
+            data[p] = prefix[k]
+            p += 1
+        data[p : p + lens[k]] = buf[offs[k] : offs[k] + lens[k]]
+    return data, offsets
+
+
+@njit(cache=True)
+def frame_blocks(buf: Any, magic: Any) -> tuple[Any, Any, int, int]:
+    """Split a blk*.dat image (magic, 4-byte little-endian length, block) into block ranges.
+
+    Stops at the first run of zero bytes (Bitcoin Core pre-allocates files). Returns
+    (starts, ends, status, position): status 0 ok, 1 truncated, 2 wrong magic at position."""
+    n = buf.shape[0]
+    cap = 1024
+    starts = np.empty(cap, np.int64)
+    ends = np.empty(cap, np.int64)
+    k = 0
+    pos = 0
+    while pos + 8 <= n:
+        if buf[pos] == 0 and buf[pos + 1] == 0 and buf[pos + 2] == 0 and buf[pos + 3] == 0:
+            break
+        if (
+            buf[pos] != magic[0]
+            or buf[pos + 1] != magic[1]
+            or buf[pos + 2] != magic[2]
+            or buf[pos + 3] != magic[3]
+        ):
+            return starts[:k], ends[:k], 2, pos
+        ln = _u32(buf, pos + 4)
+        if pos + 8 + ln > n:
+            return starts[:k], ends[:k], 1, pos
+        if k == cap:
+            cap *= 2
+            s2 = np.empty(cap, np.int64)
+            e2 = np.empty(cap, np.int64)
+            s2[:k] = starts[:k]
+            e2[:k] = ends[:k]
+            starts = s2
+            ends = e2
+        starts[k] = pos + 8
+        ends[k] = pos + 8 + ln
+        k += 1
+        pos += 8 + ln
+    if 0 < n - pos < 8:
+        tail_zero = True
+        for q in range(pos, n):
+            if buf[q] != 0:
+                tail_zero = False
+        if not tail_zero:
+            return starts[:k], ends[:k], 1, pos
+    return starts[:k], ends[:k], 0, pos

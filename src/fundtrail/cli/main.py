@@ -1,0 +1,53 @@
+"""The ``fundtrail`` command: a thin face over the library. Each command parses its input, calls one
+library function and formats the answer (a table for people, ``--json`` for machines)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fundtrail.cli import ingest, show
+from fundtrail.cli.state import state
+from fundtrail.errors import FundtrailError
+
+app = typer.Typer(
+    name="fundtrail",
+    help="Trace, attribute and screen crypto-asset flows. Store: --db, FUNDTRAIL_DB, ./fundtrail.duckdb.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(ingest.app, name="ingest")
+app.add_typer(show.app, name="show")
+app.command("summary")(show.summary)
+
+
+@app.callback()
+def _global(
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="Store file (default: $FUNDTRAIL_DB, else ./fundtrail.duckdb)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    state.db = db
+    state.debug = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        app()
+    except FundtrailError as exc:
+        if debug:
+            logging.getLogger("fundtrail").exception("error")
+        print(f"error: {exc.line()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: every batch committed before it is stored; re-run to resume", file=sys.stderr)
+        sys.exit(130)

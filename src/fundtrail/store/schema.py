@@ -1,0 +1,49 @@
+"""The store's schema: numbered forward migrations. A store records the version it is at; opening it
+applies the migrations it lacks, in one transaction, and refuses a store from a newer fundtrail.
+
+Column types: amounts in base units are BIGINT for Bitcoin (satoshi; 21e14 < 2^63). Hashes are BLOB in
+display byte order (big-endian, as explorers show them), so ``hex(hash)`` is what a user reads.
+Addresses are keys (BLOB: kind byte + payload, see chains/bitcoin/address.py) with dense integer ids,
+unique per chain, numbered across all chains. Every table has a ``chain`` column.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "Bitcoin blocks, transactions, inputs, outputs and addresses",
+        [
+            """CREATE TABLE blocks (
+                chain VARCHAR NOT NULL, block_id BIGINT NOT NULL, hash BLOB NOT NULL, height BIGINT,
+                height_source VARCHAR, prev_hash BLOB NOT NULL, merkle_root BLOB NOT NULL,
+                version BIGINT NOT NULL, time BIGINT NOT NULL, bits UINTEGER NOT NULL,
+                nonce UINTEGER NOT NULL, tx_count INTEGER NOT NULL, size INTEGER NOT NULL,
+                stripped_size INTEGER NOT NULL, weight BIGINT NOT NULL, merkle_ok BOOLEAN NOT NULL,
+                witness_ok BOOLEAN, source VARCHAR NOT NULL, ingested_at TIMESTAMPTZ NOT NULL)""",
+            """CREATE TABLE transactions (
+                chain VARCHAR NOT NULL, tx_id BIGINT NOT NULL, block_id BIGINT NOT NULL,
+                position INTEGER NOT NULL, txid BLOB NOT NULL, wtxid BLOB NOT NULL,
+                version UINTEGER NOT NULL, locktime UINTEGER NOT NULL, size INTEGER NOT NULL,
+                weight BIGINT NOT NULL, is_coinbase BOOLEAN NOT NULL, input_count INTEGER NOT NULL,
+                output_count INTEGER NOT NULL, input_value BIGINT, output_value BIGINT NOT NULL,
+                fee BIGINT, coinbase_script BLOB)""",
+            """CREATE TABLE tx_outputs (
+                chain VARCHAR NOT NULL, tx_id BIGINT NOT NULL, n INTEGER NOT NULL, value BIGINT NOT NULL,
+                script_type VARCHAR NOT NULL, address_id BIGINT, script BLOB)""",
+            """CREATE TABLE tx_inputs (
+                chain VARCHAR NOT NULL, tx_id BIGINT NOT NULL, n INTEGER NOT NULL,
+                prev_txid BLOB NOT NULL, prev_vout UINTEGER NOT NULL, sequence UINTEGER NOT NULL,
+                witness_items INTEGER NOT NULL, prev_tx_id BIGINT, address_id BIGINT, value BIGINT,
+                resolved BOOLEAN)""",
+            """CREATE TABLE unresolved_inputs (
+                chain VARCHAR NOT NULL, tx_id BIGINT NOT NULL, n INTEGER NOT NULL,
+                prev_txid BLOB NOT NULL, prev_vout UINTEGER NOT NULL)""",
+            """CREATE TABLE addresses (
+                chain VARCHAR NOT NULL, address_id BIGINT NOT NULL, key BLOB NOT NULL)""",
+            "CREATE INDEX blocks_hash ON blocks (hash)",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
