@@ -61,7 +61,7 @@ def ingest_progress(description: str, unit: str) -> Iterator[ProgressFn]:
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err, transient=False) as bar:
+    with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(description, total=None, stats="")
 
         def update(ev: Event) -> None:

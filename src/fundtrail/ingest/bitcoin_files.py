@@ -17,7 +17,7 @@ import numpy as np
 from fundtrail.chains.bitcoin.blockfile import BlockFile, read_block_file
 from fundtrail.chains.bitcoin.decoder import decode_blocks
 from fundtrail.chains.bitcoin.network import Network
-from fundtrail.errors import BlockRejected, FundtrailError
+from fundtrail.errors import BlockRejected, FundtrailError, InvalidInput
 from fundtrail.ingest.progress import Progress, ProgressFn, no_progress
 from fundtrail.store.bitcoin_write import WriteResult, write_blocks
 
@@ -60,6 +60,8 @@ def ingest_block_files(
     summary = IngestSummary()
     total = 0
     for p in paths:
+        if not p.is_file():
+            raise InvalidInput(f"cannot read {p}: no such file", "check the path")
         with contextlib.suppress(OSError):
             total += p.stat().st_size
     batch: list[BlockFile] = []
@@ -77,8 +79,14 @@ def ingest_block_files(
     return summary
 
 
-def _flush(con: duckdb.DuckDBPyConnection, batch: list[BlockFile], network: Network,
-           summary: IngestSummary, progress: ProgressFn, total: int) -> None:  # fmt: skip
+def _flush(
+    con: duckdb.DuckDBPyConnection,
+    batch: list[BlockFile],
+    network: Network,
+    summary: IngestSummary,
+    progress: ProgressFn,
+    total: int,
+) -> None:
     if len(batch) == 1:
         buf, starts, ends = batch[0].buf, batch[0].starts, batch[0].ends
     else:
@@ -94,8 +102,9 @@ def _flush(con: duckdb.DuckDBPyConnection, batch: list[BlockFile], network: Netw
         exc.problem = _in_file(exc, batch, buf, starts) + exc.problem
         exc.fix = (exc.fix + "; " if exc.fix else "") + (
             f"{summary.blocks} blocks of earlier batches are stored, a re-run skips them"
-            if summary.blocks else "nothing was stored"
-        )  # fmt: skip
+            if summary.blocks
+            else "nothing was stored"
+        )
         exc.args = (exc.line(),)
         raise
     except FundtrailError:

@@ -33,9 +33,11 @@ def _binary(data: npt.NDArray[np.uint8], offsets: I64, valid: npt.NDArray[np.boo
     mask = None if valid is None else pa.array(valid, pa.bool_()).buffers()[1]
     n = offsets.shape[0] - 1
     return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), n, [mask, pa.py_buffer(offsets), pa.py_buffer(data)],
+        pa.large_binary(),
+        n,
+        [mask, pa.py_buffer(offsets), pa.py_buffer(data)],
         null_count=-1 if valid is not None else 0,
-    )  # fmt: skip
+    )
 
 
 def _ranges(first: I64, count: I64) -> I64:
@@ -48,8 +50,9 @@ def _ranges(first: I64, count: I64) -> I64:
     return out
 
 
-def build_tables(d: Decoded, keep: list[int], block_id0: int, tx_id0: int, chain: str,
-                 source: str) -> BitcoinTables:  # fmt: skip
+def build_tables(
+    d: Decoded, keep: list[int], block_id0: int, tx_id0: int, chain: str, source: str
+) -> BitcoinTables:
     """Arrow tables for blocks ``keep`` (indices into d.blocks) with ids from block_id0 / tx_id0."""
     kb = np.array(keep, np.int64)
     tx_first, tx_cnt = d.seg_tx[kb], d.seg_tx[kb + 1] - d.seg_tx[kb]
@@ -71,26 +74,28 @@ def build_tables(d: Decoded, keep: list[int], block_id0: int, tx_id0: int, chain
     output_value = cs[out_end] - cs[out_end - n_out]
 
     infos = [d.blocks[k] for k in keep]
-    blocks = pa.table({
-        "chain": pa.array([chain] * kb.size, pa.string()),
-        "block_id": block_ids,
-        "hash": pa.array([b.header.hash for b in infos], pa.binary(32)),
-        "height": pa.array([b.height for b in infos], pa.int64()),
-        "height_source": pa.array([b.height_source for b in infos], pa.string()),
-        "prev_hash": pa.array([b.header.prev_hash for b in infos], pa.binary(32)),
-        "merkle_root": pa.array([b.header.merkle_root for b in infos], pa.binary(32)),
-        "version": pa.array([b.header.version for b in infos], pa.int64()),
-        "time": pa.array([b.header.time for b in infos], pa.int64()),
-        "bits": pa.array([b.header.bits for b in infos], pa.uint32()),
-        "nonce": pa.array([b.header.nonce for b in infos], pa.uint32()),
-        "tx_count": tx_cnt.astype(np.int32),
-        "size": pa.array([b.size for b in infos], pa.int32()),
-        "stripped_size": pa.array([b.stripped_size for b in infos], pa.int32()),
-        "weight": pa.array([b.weight for b in infos], pa.int64()),
-        "merkle_ok": pa.array([b.merkle_ok for b in infos], pa.bool_()),
-        "witness_ok": pa.array([b.witness_ok for b in infos], pa.bool_()),
-        "source": pa.array([source] * kb.size, pa.string()),
-    })  # fmt: skip
+    blocks = pa.table(
+        {
+            "chain": pa.array([chain] * kb.size, pa.string()),
+            "block_id": block_ids,
+            "hash": pa.array([b.header.hash for b in infos], pa.binary(32)),
+            "height": pa.array([b.height for b in infos], pa.int64()),
+            "height_source": pa.array([b.height_source for b in infos], pa.string()),
+            "prev_hash": pa.array([b.header.prev_hash for b in infos], pa.binary(32)),
+            "merkle_root": pa.array([b.header.merkle_root for b in infos], pa.binary(32)),
+            "version": pa.array([b.header.version for b in infos], pa.int64()),
+            "time": pa.array([b.header.time for b in infos], pa.int64()),
+            "bits": pa.array([b.header.bits for b in infos], pa.uint32()),
+            "nonce": pa.array([b.header.nonce for b in infos], pa.uint32()),
+            "tx_count": tx_cnt.astype(np.int32),
+            "size": pa.array([b.size for b in infos], pa.int32()),
+            "stripped_size": pa.array([b.stripped_size for b in infos], pa.int32()),
+            "weight": pa.array([b.weight for b in infos], pa.int64()),
+            "merkle_ok": pa.array([b.merkle_ok for b in infos], pa.bool_()),
+            "witness_ok": pa.array([b.witness_ok for b in infos], pa.bool_()),
+            "source": pa.array([source] * kb.size, pa.string()),
+        }
+    )
 
     # coinbase scripts: the script of input 0 of each block's first transaction
     cb_in = d.seg_in[kb]
@@ -103,22 +108,24 @@ def build_tables(d: Decoded, keep: list[int], block_id0: int, tx_id0: int, chain
     cb_data, cb_offsets = kernels.gather(d.buf, cb_offs, cb_lens, np.full(n_tx, -1, np.int64))
     strip_len = d.tx_strip_len[tx_rows]
     size = d.tx_len[tx_rows]
-    txs = pa.table({
-        "tx_id": tx_ids,
-        "block_id": tx_block,
-        "position": position.astype(np.int32),
-        "txid": _fixed32(d.txid[tx_rows]),
-        "wtxid": _fixed32(d.wtxid[tx_rows]),
-        "version": d.tx_version[tx_rows].astype(np.uint32),
-        "locktime": d.tx_locktime[tx_rows].astype(np.uint32),
-        "size": size.astype(np.int32),
-        "weight": strip_len * 3 + size,
-        "is_coinbase": is_cb,
-        "input_count": n_in.astype(np.int32),
-        "output_count": n_out.astype(np.int32),
-        "output_value": output_value,
-        "coinbase_script": _binary(cb_data, cb_offsets, cb_valid),
-    })  # fmt: skip
+    txs = pa.table(
+        {
+            "tx_id": tx_ids,
+            "block_id": tx_block,
+            "position": position.astype(np.int32),
+            "txid": _fixed32(d.txid[tx_rows]),
+            "wtxid": _fixed32(d.wtxid[tx_rows]),
+            "version": d.tx_version[tx_rows].astype(np.uint32),
+            "locktime": d.tx_locktime[tx_rows].astype(np.uint32),
+            "size": size.astype(np.int32),
+            "weight": strip_len * 3 + size,
+            "is_coinbase": is_cb,
+            "input_count": n_in.astype(np.int32),
+            "output_count": n_out.astype(np.int32),
+            "output_value": output_value,
+            "coinbase_script": _binary(cb_data, cb_offsets, cb_valid),
+        }
+    )
 
     out_tx = np.repeat(tx_ids, n_out)
     out_n = np.arange(out_rows.size, dtype=np.int64) - np.repeat(out_end - n_out, n_out)
@@ -133,26 +140,30 @@ def build_tables(d: Decoded, keep: list[int], block_id0: int, tx_id0: int, chain
     sc_offs = np.where(keep_script, d.out_script_off[out_rows], 0)
     sc_lens = np.where(keep_script, d.out_script_len[out_rows], 0)
     sc_data, sc_offsets = kernels.gather(d.buf, sc_offs, sc_lens, np.full(out_rows.size, -1, np.int64))
-    outputs = pa.table({
-        "pos": np.arange(out_rows.size, dtype=np.int64),
-        "tx_id": out_tx,
-        "n": out_n.astype(np.int32),
-        "value": out_value,
-        "script_type": pa.DictionaryArray.from_arrays(pa.array(otype.astype(np.int8)), _TYPE_NAMES),
-        "key": _binary(key_data, key_offsets, has_addr),
-        "script": _binary(sc_data, sc_offsets, keep_script),
-    })  # fmt: skip
+    outputs = pa.table(
+        {
+            "pos": np.arange(out_rows.size, dtype=np.int64),
+            "tx_id": out_tx,
+            "n": out_n.astype(np.int32),
+            "value": out_value,
+            "script_type": pa.DictionaryArray.from_arrays(pa.array(otype.astype(np.int8)), _TYPE_NAMES),
+            "key": _binary(key_data, key_offsets, has_addr),
+            "script": _binary(sc_data, sc_offsets, keep_script),
+        }
+    )
 
     in_end = np.cumsum(n_in)
     in_tx = np.repeat(tx_ids, n_in)
     in_n = np.arange(in_rows.size, dtype=np.int64) - np.repeat(in_end - n_in, n_in)
-    inputs = pa.table({
-        "tx_id": in_tx,
-        "n": in_n.astype(np.int32),
-        "prev_txid": _fixed32(d.in_prev[in_rows]),
-        "prev_vout": d.in_vout[in_rows].astype(np.uint32),
-        "sequence": d.in_seq[in_rows].astype(np.uint32),
-        "witness_items": d.in_wit_items[in_rows].astype(np.int32),
-        "is_coinbase": np.repeat(is_cb, n_in),
-    })  # fmt: skip
+    inputs = pa.table(
+        {
+            "tx_id": in_tx,
+            "n": in_n.astype(np.int32),
+            "prev_txid": _fixed32(d.in_prev[in_rows]),
+            "prev_vout": d.in_vout[in_rows].astype(np.uint32),
+            "sequence": d.in_seq[in_rows].astype(np.uint32),
+            "witness_items": d.in_wit_items[in_rows].astype(np.int32),
+            "is_coinbase": np.repeat(is_cb, n_in),
+        }
+    )
     return BitcoinTables(blocks, txs, outputs, inputs)

@@ -65,11 +65,19 @@ def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> Wri
         if not keep:
             return result
         t = build_tables(
-            d, keep, _next_id(con, "blocks", "block_id"), _next_id(con, "transactions", "tx_id"), chain,
+            d,
+            keep,
+            _next_id(con, "blocks", "block_id"),
+            _next_id(con, "transactions", "tx_id"),
+            chain,
             source,
-        )  # fmt: skip
-        for name, table in (("new_blocks", t.blocks), ("new_txs", t.txs), ("new_outputs", t.outputs),
-                            ("new_inputs", t.inputs)):  # fmt: skip
+        )
+        for name, table in (
+            ("new_blocks", t.blocks),
+            ("new_txs", t.txs),
+            ("new_outputs", t.outputs),
+            ("new_inputs", t.inputs),
+        ):
             con.register(name, table)
         try:
             result.new_addresses = _insert_addresses(con, chain)

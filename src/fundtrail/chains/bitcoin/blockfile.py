@@ -69,8 +69,9 @@ def read_block_file(path: Path, network: Network, xor_key: bytes | None = None) 
             found = bytes(buf[pos : pos + 4]).hex()
             raise CorruptData(
                 f"{path}: wrong network magic {found} at byte {pos} (expected {network.magic.hex()} for "
-                f"{network.name})", "the file is damaged, or mixes networks",
-            )  # fmt: skip
+                f"{network.name})",
+                "the file is damaged, or mixes networks",
+            )
         return BlockFile(path, buf, starts, ends, True, len(raw))
     other = BY_MAGIC.get(head)
     if other is not None:

@@ -161,8 +161,9 @@ def _run_kernel(buf: U8, starts: I64, ends: I64, has_header: bool) -> tuple[Any,
     return tuple(kernels.decode_segments(buf, starts, ends, has_header))
 
 
-def _address_keys(buf: U8, out_type: U8, pay_off: I64, pay_len: I64, script_off: I64,
-                  script_len: I64) -> tuple[U8, I64, npt.NDArray[np.bool_]]:  # fmt: skip
+def _address_keys(
+    buf: U8, out_type: U8, pay_off: I64, pay_len: I64, script_off: I64, script_len: I64
+) -> tuple[U8, I64, npt.NDArray[np.bool_]]:
     kinds = np.full(out_type.shape[0], -1, np.int64)
     for t, kind in st.ADDRESS_KIND_OF_TYPE.items():
         kinds[out_type == t] = kind
@@ -220,11 +221,37 @@ def _decode(
     height_source: str | None,
     check_pow: bool,
 ) -> Decoded:
-    (err, err_pos, seg_tx, seg_in, seg_out,
-     tx_off, tx_len, _tx_strip_off, tx_strip_len, tx_version, tx_locktime, tx_segwit, tx_n_in, tx_n_out,
-     in_prev, in_vout, in_seq, in_script_off, in_script_len, in_wit_items, in_wit_off, in_wit_len,
-     out_value, out_script_off, out_script_len, out_type, out_pay_off, out_pay_len,
-     stripped) = _run_kernel(buf, starts, ends, has_header)  # fmt: skip
+    (
+        err,
+        err_pos,
+        seg_tx,
+        seg_in,
+        seg_out,
+        tx_off,
+        tx_len,
+        _tx_strip_off,
+        tx_strip_len,
+        tx_version,
+        tx_locktime,
+        tx_segwit,
+        tx_n_in,
+        tx_n_out,
+        in_prev,
+        in_vout,
+        in_seq,
+        in_script_off,
+        in_script_len,
+        in_wit_items,
+        in_wit_off,
+        in_wit_len,
+        out_value,
+        out_script_off,
+        out_script_len,
+        out_type,
+        out_pay_off,
+        out_pay_len,
+        stripped,
+    ) = _run_kernel(buf, starts, ends, has_header)
 
     bad = np.flatnonzero(err)
     if bad.size:
@@ -259,11 +286,38 @@ def _decode(
     )
 
     d = Decoded(
-        network, buf, [], seg_tx, seg_in, seg_out, tx_off, tx_len, tx_strip_len, tx_version,
-        tx_locktime, tx_segwit, tx_n_in, tx_n_out, txid, wtxid, in_prev, in_vout, in_seq, in_script_off,
-        in_script_len, in_wit_items, in_wit_off, in_wit_len, out_value, out_script_off, out_script_len,
-        out_type, key_data, key_offsets, has_address,
-    )  # fmt: skip
+        network,
+        buf,
+        [],
+        seg_tx,
+        seg_in,
+        seg_out,
+        tx_off,
+        tx_len,
+        tx_strip_len,
+        tx_version,
+        tx_locktime,
+        tx_segwit,
+        tx_n_in,
+        tx_n_out,
+        txid,
+        wtxid,
+        in_prev,
+        in_vout,
+        in_seq,
+        in_script_off,
+        in_script_len,
+        in_wit_items,
+        in_wit_off,
+        in_wit_len,
+        out_value,
+        out_script_off,
+        out_script_len,
+        out_type,
+        key_data,
+        key_offsets,
+        has_address,
+    )
     if has_header:
         for k in range(int(starts.shape[0])):
             try:
@@ -286,25 +340,35 @@ def _decode(
     return d
 
 
-def _check_block(d: Decoded, k: int, s: int, e: int, txid_int: list[bytes], wtxid_int: list[bytes],
-                 heights: list[int | None] | None, height_source: str | None,
-                 check_pow: bool) -> BlockInfo:  # fmt: skip
+def _check_block(
+    d: Decoded,
+    k: int,
+    s: int,
+    e: int,
+    txid_int: list[bytes],
+    wtxid_int: list[bytes],
+    heights: list[int | None] | None,
+    height_source: str | None,
+    check_pow: bool,
+) -> BlockInfo:
     header = BlockHeader.parse(bytes(d.buf[s : s + 80]))
     t0, t1 = int(d.seg_tx[k]), int(d.seg_tx[k + 1])
     name = header.hash.hex()
     root, mutated = _merkle_root(txid_int[t0:t1])
     if root[::-1] != header.merkle_root:
         raise BlockRejected(
-            name, f"merkle root {root[::-1].hex()} does not match the header's "
-            f"{header.merkle_root.hex()}", "the block is corrupt or incomplete: fetch it again",
-        )  # fmt: skip
+            name,
+            f"merkle root {root[::-1].hex()} does not match the header's {header.merkle_root.hex()}",
+            "the block is corrupt or incomplete: fetch it again",
+        )
     if mutated:
         raise BlockRejected(name, "merkle tree is mutated (duplicated transactions, CVE-2012-2459)")
     if check_pow and int.from_bytes(header.hash, "big") > header.target:
         raise BlockRejected(
-            name, f"block hash is above the target of its bits 0x{header.bits:08x}",
+            name,
+            f"block hash is above the target of its bits 0x{header.bits:08x}",
             "the header is corrupt, or the block is from another network (--network)",
-        )  # fmt: skip
+        )
     witness_ok = _check_witness(d, name, k, t0, t1, wtxid_int)
     size = e - s
     stripped_size = size - int((d.tx_len[t0:t1] - d.tx_strip_len[t0:t1]).sum())
@@ -312,8 +376,9 @@ def _check_block(d: Decoded, k: int, s: int, e: int, txid_int: list[bytes], wtxi
     return BlockInfo(header, height, source, size, stripped_size, stripped_size * 3 + size, True, witness_ok)
 
 
-def _height(d: Decoded, k: int, header: BlockHeader, heights: list[int | None] | None,
-            height_source: str | None) -> tuple[int | None, str | None]:  # fmt: skip
+def _height(
+    d: Decoded, k: int, header: BlockHeader, heights: list[int | None] | None, height_source: str | None
+) -> tuple[int | None, str | None]:
     if heights is not None and heights[k] is not None:
         return heights[k], height_source
     if header.hash.hex() == d.network.genesis_hash:

@@ -1,0 +1,3 @@
+from fundtrail.cli.main import main
+
+main()
