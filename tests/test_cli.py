@@ -43,7 +43,7 @@ def test_tx_json_contract(real_store: Path) -> None:
 
 
 def test_block_json_contract_by_height_and_hash(real_store: Path) -> None:
-    by_height = json.loads(run("show", "block", "0", "--json", db=real_store).stdout)
+    by_height = json.loads(run("show", "block", "0", "--json", "--db", str(real_store)).stdout)
     by_hash = json.loads(run("show", "block", GENESIS, "--json", db=real_store).stdout)
     assert by_height == by_hash
     assert {

@@ -39,10 +39,36 @@ def _global(
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
 
 
+GLOBAL_FLAGS = ("--debug",)
+GLOBAL_OPTIONS = ("--db",)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Accept the global options anywhere on the line (``fundtrail show tx X --db f.duckdb``) by moving
+    them before the command, where Click parses them."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest += argv[i:]
+            break
+        if a in GLOBAL_FLAGS or any(a.startswith(o + "=") for o in GLOBAL_OPTIONS):
+            front.append(a)
+        elif a in GLOBAL_OPTIONS and i + 1 < len(argv):
+            front += [a, argv[i + 1]]
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="fundtrail")
     except FundtrailError as exc:
         if debug:
             logging.getLogger("fundtrail").exception("error")

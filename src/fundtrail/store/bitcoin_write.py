@@ -10,13 +10,20 @@ null) in ``unresolved_inputs`` and resolved when a later batch brings the fundin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fundtrail.chains.bitcoin.decoder import Decoded
-from fundtrail.store.bitcoin_tables import build_tables
-from fundtrail.store.db import scalar, transaction
+from fundtrail.store.bitcoin_tables import BitcoinTables, build_tables
+from fundtrail.store.db import first, scalar, transaction
+
+Bools = npt.NDArray[np.bool_]
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass
@@ -31,13 +38,31 @@ class WriteResult:
     new_addresses: int = 0
 
 
-def _next_id(con: duckdb.DuckDBPyConnection, table: str, column: str) -> int:
-    return int(scalar(con, f"SELECT coalesce(max({column}) + 1, 0) FROM {table}"))
+def _next_ids(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """The next block_id, tx_id and address_id (ids are numbered across all chains)."""
+    row = first(
+        con,
+        """SELECT (SELECT coalesce(max(block_id) + 1, 0) FROM blocks),
+                  (SELECT coalesce(max(tx_id) + 1, 0) FROM transactions),
+                  (SELECT coalesce(max(address_id) + 1, 0) FROM addresses)""",
+    )
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> int:
     """Run an INSERT/DELETE and return how many rows it touched."""
     return int(scalar(con, sql, params) or 0)
+
+
+def _column(result: dict[str, Any], name: str) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
+    """A fetchnumpy column as (values, null mask)."""
+    col = result[name]
+    return np.ma.getdata(col), np.ma.getmaskarray(col)
+
+
+def _nullable(values: npt.NDArray[Any], null: npt.NDArray[np.bool_], type_: pa.DataType) -> pa.Array:
+    return pa.array(values, type_, mask=null)
 
 
 def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> WriteResult:
@@ -64,31 +89,62 @@ def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> Wri
                 seen.add(b.header.hash)
         if not keep:
             return result
-        t = build_tables(
-            d,
-            keep,
-            _next_id(con, "blocks", "block_id"),
-            _next_id(con, "transactions", "tx_id"),
-            chain,
-            source,
-        )
-        for name, table in (
-            ("new_blocks", t.blocks),
-            ("new_txs", t.txs),
-            ("new_outputs", t.outputs),
-            ("new_inputs", t.inputs),
-        ):
+        block_id0, tx_id0, address_id0 = _next_ids(con)
+        t = build_tables(d, keep, block_id0, tx_id0, chain, source)
+        # Address ids and input resolution are computed here, over the batch's columns; SQL only looks
+        # up what the store already holds and appends finished rows.
+        address_id, result.new_addresses = _address_ids(con, chain, t.outputs, address_id0)
+        batch = _BatchOutputs(t, address_id)
+        res = _resolve(con, chain, batch, t.inputs, tx_id0)
+        txs = _with_fees(t.txs, res)
+        new_outputs = pa.table(
+            {"tx_id": t.outputs["tx_id"], "n": t.outputs["n"], "value": t.outputs["value"],
+             "script_type": t.outputs["script_type"], "address_id": address_id,
+             "script": t.outputs["script"]}
+        )  # fmt: skip
+        new_inputs = t.inputs.append_column("prev_tx_id", res.prev_tx_id)
+        new_inputs = new_inputs.append_column("address_id", res.address_id)
+        new_inputs = new_inputs.append_column("value", res.value)
+        new_inputs = new_inputs.append_column("resolved", res.resolved)
+        tables = {"new_blocks": t.blocks, "new_txs": txs, "new_outputs": new_outputs,
+                  "new_inputs": new_inputs}  # fmt: skip
+        for name, table in tables.items():
             con.register(name, table)
         try:
-            result.new_addresses = _insert_addresses(con, chain)
-            _insert_outputs(con, chain)
-            result.unresolved = _insert_inputs(con, chain)
-            _insert_transactions(con, chain)
-            result.late_resolved = _resolve_late(con, chain)
-            con.execute("INSERT INTO blocks SELECT *, now() AS ingested_at FROM new_blocks")
+            con.execute(
+                """INSERT INTO tx_outputs
+                   SELECT ?, tx_id, n, value, script_type, address_id, script FROM new_outputs""",
+                [chain],
+            )
+            con.execute(
+                """INSERT INTO tx_inputs
+                   SELECT ?, tx_id, n, prev_txid, prev_vout, sequence, witness_items, prev_tx_id,
+                          address_id, value, resolved
+                   FROM new_inputs""",
+                [chain],
+            )
+            result.unresolved = res.n_unresolved
+            if res.n_unresolved:
+                con.execute(
+                    """INSERT INTO unresolved_inputs
+                       SELECT ?, tx_id, n, prev_txid, prev_vout FROM new_inputs
+                       WHERE NOT is_coinbase AND NOT resolved""",
+                    [chain],
+                )
+            con.execute(
+                """INSERT INTO transactions
+                   SELECT ?, tx_id, block_id, position, txid, wtxid, version, locktime, size, weight,
+                          is_coinbase, input_count, output_count, input_value, output_value, fee,
+                          coinbase_script
+                   FROM new_txs""",
+                [chain],
+            )
+            result.late_resolved = _resolve_late(con, chain, batch, tx_id0)
+            # BY NAME: columns the schema has beyond these (account-chain fields) stay NULL
+            con.execute("INSERT INTO blocks BY NAME SELECT *, now() AS ingested_at FROM new_blocks")
             link_heights(con, chain)
         finally:
-            for name in ("new_blocks", "new_txs", "new_outputs", "new_inputs"):
+            for name in tables:
                 con.unregister(name)
         result.blocks = t.blocks.num_rows
         result.txs = t.txs.num_rows
@@ -97,101 +153,177 @@ def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> Wri
     return result
 
 
-def _insert_addresses(con: duckdb.DuckDBPyConnection, chain: str) -> int:
-    """New address keys get the next dense ids, numbered in order of first appearance."""
-    base = _next_id(con, "addresses", "address_id")
-    return _count(
-        con,
-        """INSERT INTO addresses
-           SELECT ? AS chain, ? + row_number() OVER (ORDER BY first_pos) - 1 AS address_id, k.key
-           FROM (SELECT key, min(pos) AS first_pos FROM new_outputs WHERE key IS NOT NULL GROUP BY key) k
-           WHERE NOT EXISTS (SELECT 1 FROM addresses a WHERE a.chain = ? AND a.key = k.key)""",
-        [chain, base, chain],
-    )
+def _address_ids(con: duckdb.DuckDBPyConnection, chain: str, outputs: pa.Table,
+                 base: int) -> tuple[pa.Array, int]:  # fmt: skip
+    """Each output's address id (null where it has no address key). Keys the store does not hold yet
+    get the next dense ids, numbered in order of first appearance, and are inserted into ``addresses``.
+    Returns (address ids, number of new addresses)."""
+    keys = outputs.column("key").combine_chunks()
+    enc = pc.dictionary_encode(keys)  # dictionary: the distinct keys, in order of first appearance
+    uniq = enc.dictionary
+    ids = np.full(len(uniq), -1, np.int64)
+    if len(uniq):
+        con.register("batch_keys", pa.table({"i": np.arange(len(uniq), dtype=np.int64), "key": uniq}))
+        try:
+            found = con.execute(
+                """SELECT k.i, a.address_id FROM batch_keys k
+                   JOIN addresses a ON a.key = k.key WHERE a.chain = ?""",
+                [chain],
+            ).fetchnumpy()
+        finally:
+            con.unregister("batch_keys")
+        ids[np.ma.getdata(found["i"]).astype(np.int64)] = np.ma.getdata(found["address_id"])
+    new = ids < 0
+    n_new = int(new.sum())
+    if n_new:
+        ids[new] = base + np.arange(n_new, dtype=np.int64)
+        con.register(
+            "batch_new_addresses", pa.table({"address_id": ids[new], "key": uniq.filter(pa.array(new))})
+        )
+        try:
+            con.execute("INSERT INTO addresses SELECT ?, address_id, key FROM batch_new_addresses", [chain])
+        finally:
+            con.unregister("batch_new_addresses")
+    idx = enc.indices
+    null = np.asarray(idx.is_null())
+    rows = np.asarray(idx.fill_null(0)).astype(np.int64)
+    return _nullable(ids[rows] if ids.size else np.zeros(rows.size, np.int64), null, pa.int64()), n_new
 
 
-def _insert_outputs(con: duckdb.DuckDBPyConnection, chain: str) -> None:
-    con.execute(
-        """INSERT INTO tx_outputs
-           SELECT ?, o.tx_id, o.n, o.value, o.script_type, a.address_id, o.script
-           FROM new_outputs o
-           LEFT JOIN (SELECT address_id, key FROM addresses
-                      WHERE chain = ? AND key IN (SELECT key FROM new_outputs)) a ON a.key = o.key""",
-        [chain, chain],
-    )
+class _BatchOutputs:
+    """This batch's transactions and outputs as arrays, to resolve inputs against without SQL."""
+
+    def __init__(self, t: BitcoinTables, address_id: pa.Array) -> None:
+        self.txid = t.txs.column("txid").combine_chunks()
+        self.n_tx = len(self.txid)
+        self.tx_id = np.asarray(t.txs.column("tx_id"))
+        self.n_out = np.asarray(t.txs.column("output_count")).astype(np.int64)
+        self.first_out = np.cumsum(self.n_out) - self.n_out
+        self.value = np.asarray(t.outputs.column("value"))
+        self.address_null = np.asarray(address_id.is_null())
+        self.address_id = np.asarray(address_id.fill_null(0))
+        # lookups find the first match in the value set: search the txids backwards, so that a txid
+        # occurring twice (the BIP30 duplicate coinbases) resolves to its latest occurrence
+        self._reversed = self.txid[::-1]
+
+    def find(self, prev_txid: pa.Array, prev_vout: I64) -> tuple[Bools, Bools, I64, I64]:
+        """For each (prev_txid, prev_vout): (txid in batch, output exists, batch tx row, output row)."""
+        pos = pc.index_in(prev_txid, value_set=self._reversed)
+        in_batch: Bools = np.asarray(pos.is_valid())
+        row: I64 = self.n_tx - 1 - np.asarray(pos.fill_null(self.n_tx - 1)).astype(np.int64)
+        if not self.n_tx:  # nothing to find (and no row to index)
+            return in_batch, in_batch, row, row
+        has_out: Bools = in_batch & (prev_vout < self.n_out[row])
+        out_row: I64 = np.where(has_out, self.first_out[row] + prev_vout, 0)
+        return in_batch, has_out, row, out_row
 
 
-def _insert_inputs(con: duckdb.DuckDBPyConnection, chain: str) -> int:
-    """Insert this batch's inputs, resolved against all stored outputs (this batch's included).
-
-    A txid that occurs twice (the BIP30 duplicate coinbases) resolves to its latest occurrence, the one
-    whose outputs Bitcoin Core kept."""
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE batch_resolution AS
-           WITH prevtx AS (
-               SELECT txid, max(tx_id) AS tx_id FROM (
-                   SELECT txid, tx_id FROM new_txs
-                   UNION ALL
-                   SELECT txid, tx_id FROM transactions
-                   WHERE chain = ? AND txid IN (SELECT prev_txid FROM new_inputs)
-               ) GROUP BY txid)
-           SELECT i.tx_id, i.n, p.tx_id AS prev_tx_id, o.address_id, o.value
-           FROM new_inputs i
-           JOIN prevtx p ON p.txid = i.prev_txid
-           JOIN tx_outputs o ON o.chain = ? AND o.tx_id = p.tx_id AND o.n = i.prev_vout
-           WHERE NOT i.is_coinbase""",
-        [chain, chain],
-    )
-    con.execute(
-        """INSERT INTO tx_inputs
-           SELECT ?, i.tx_id, i.n, i.prev_txid, i.prev_vout, i.sequence, i.witness_items,
-                  r.prev_tx_id, r.address_id, r.value,
-                  CASE WHEN i.is_coinbase THEN NULL ELSE r.tx_id IS NOT NULL END
-           FROM new_inputs i LEFT JOIN batch_resolution r ON r.tx_id = i.tx_id AND r.n = i.n""",
-        [chain],
-    )
-    return _count(
-        con,
-        """INSERT INTO unresolved_inputs
-           SELECT ?, i.tx_id, i.n, i.prev_txid, i.prev_vout FROM new_inputs i
-           WHERE NOT i.is_coinbase
-             AND NOT EXISTS (SELECT 1 FROM batch_resolution r WHERE r.tx_id = i.tx_id AND r.n = i.n)""",
-        [chain],
-    )
+class _Resolution:
+    def __init__(self, n: int) -> None:
+        self.prev_tx_id_v = np.zeros(n, np.int64)
+        self.address_id_v = np.zeros(n, np.int64)
+        self.address_null = np.ones(n, np.bool_)
+        self.value_v = np.zeros(n, np.int64)
+        self.ok = np.zeros(n, np.bool_)
+        self.prev_tx_id: pa.Array
+        self.address_id: pa.Array
+        self.value: pa.Array
+        self.resolved: pa.Array
+        self.n_unresolved = 0
 
 
-def _insert_transactions(con: duckdb.DuckDBPyConnection, chain: str) -> None:
+def _resolve(con: duckdb.DuckDBPyConnection, chain: str, batch: _BatchOutputs, inputs: pa.Table,
+             tx_id0: int) -> _Resolution:  # fmt: skip
+    """Resolve this batch's inputs against all stored outputs (this batch's included): a txid found in
+    the batch resolves there (its ids are above every stored one, so it is the latest occurrence);
+    the others are looked up in the store."""
+    is_cb = np.asarray(inputs.column("is_coinbase"))
+    prev_txid = inputs.column("prev_txid").combine_chunks()
+    prev_vout = np.asarray(inputs.column("prev_vout")).astype(np.int64)
+    n = len(prev_txid)
+    r = _Resolution(n)
+    in_batch, has_out, row, out_row = batch.find(prev_txid, prev_vout)
+    ok = has_out & ~is_cb
+    r.ok[ok] = True
+    r.prev_tx_id_v[ok] = batch.tx_id[row[ok]]
+    r.value_v[ok] = batch.value[out_row[ok]]
+    r.address_id_v[ok] = batch.address_id[out_row[ok]]
+    r.address_null[ok] = batch.address_null[out_row[ok]]
+    ask = np.flatnonzero(~in_batch & ~is_cb)
+    if ask.size and tx_id0 > 0:  # tx_id0 == 0: the store holds no transaction to look up
+        con.register(
+            "batch_lookup",
+            pa.table({"i": ask, "prev_txid": prev_txid.take(pa.array(ask)), "prev_vout": prev_vout[ask]}),
+        )
+        try:
+            found = con.execute(
+                """SELECT q.i, p.tx_id, o.address_id, o.value
+                   FROM batch_lookup q
+                   JOIN (SELECT txid, max(tx_id) AS tx_id FROM transactions
+                         WHERE chain = ? AND txid IN (SELECT prev_txid FROM batch_lookup)
+                         GROUP BY txid) p ON p.txid = q.prev_txid
+                   JOIN tx_outputs o ON o.chain = ? AND o.tx_id = p.tx_id AND o.n = q.prev_vout""",
+                [chain, chain],
+            ).fetchnumpy()
+        finally:
+            con.unregister("batch_lookup")
+        i = np.ma.getdata(found["i"]).astype(np.int64)
+        if i.size:
+            r.ok[i] = True
+            r.prev_tx_id_v[i] = np.ma.getdata(found["tx_id"])
+            r.value_v[i] = np.ma.getdata(found["value"])
+            addr, addr_null = _column(found, "address_id")
+            r.address_id_v[i] = addr
+            r.address_null[i] = addr_null
+    miss = ~r.ok
+    r.prev_tx_id = _nullable(r.prev_tx_id_v, miss, pa.int64())
+    r.address_id = _nullable(r.address_id_v, miss | r.address_null, pa.int64())
+    r.value = _nullable(r.value_v, miss, pa.int64())
+    r.resolved = _nullable(r.ok, is_cb, pa.bool_())
+    r.n_unresolved = int((miss & ~is_cb).sum())
+    return r
+
+
+def _with_fees(txs: pa.Table, r: _Resolution) -> pa.Table:
     """Transactions with input value and fee: known only when every input is resolved."""
-    con.execute(
-        """INSERT INTO transactions
-           SELECT ?, t.tx_id, t.block_id, t.position, t.txid, t.wtxid, t.version, t.locktime, t.size,
-                  t.weight, t.is_coinbase, t.input_count, t.output_count,
-                  CASE WHEN NOT t.is_coinbase AND coalesce(r.resolved, 0) = t.input_count
-                       THEN r.input_value END,
-                  t.output_value,
-                  CASE WHEN NOT t.is_coinbase AND coalesce(r.resolved, 0) = t.input_count
-                       THEN r.input_value - t.output_value END,
-                  t.coinbase_script
-           FROM new_txs t
-           LEFT JOIN (SELECT tx_id, count(*) AS resolved, sum(value)::BIGINT AS input_value
-                      FROM batch_resolution GROUP BY tx_id) r ON r.tx_id = t.tx_id""",
-        [chain],
-    )
+    n_in = np.asarray(txs.column("input_count")).astype(np.int64)
+    end = np.cumsum(n_in)
+    start = end - n_in
+    resolved = np.concatenate([[0], np.cumsum(r.ok)])
+    values = np.concatenate([[0], np.cumsum(np.where(r.ok, r.value_v, 0))])
+    input_value = values[end] - values[start]
+    complete = ~np.asarray(txs.column("is_coinbase")) & ((resolved[end] - resolved[start]) == n_in)
+    output_value = np.asarray(txs.column("output_value"))
+    txs = txs.append_column("input_value", _nullable(input_value, ~complete, pa.int64()))
+    return txs.append_column("fee", _nullable(input_value - output_value, ~complete, pa.int64()))
 
 
-def _resolve_late(con: duckdb.DuckDBPyConnection, chain: str) -> int:
+def _resolve_late(con: duckdb.DuckDBPyConnection, chain: str, batch: _BatchOutputs, tx_id0: int) -> int:
     """Resolve inputs stored earlier whose funding transaction arrived in this batch."""
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE late_resolution AS
-           SELECT u.tx_id, u.n, t.tx_id AS prev_tx_id, o.address_id, o.value
-           FROM unresolved_inputs u
-           JOIN (SELECT txid, max(tx_id) AS tx_id FROM new_txs GROUP BY txid) t ON t.txid = u.prev_txid
-           JOIN tx_outputs o ON o.chain = ? AND o.tx_id = t.tx_id AND o.n = u.prev_vout
-           WHERE u.chain = ? AND u.tx_id < (SELECT min(tx_id) FROM new_txs)""",
-        [chain, chain],
-    )
-    n = int(scalar(con, "SELECT count(*) FROM late_resolution"))
-    if n:
+    if tx_id0 == 0:
+        return 0  # the store held no transaction before this batch, so no earlier input either
+    found = con.execute(
+        """SELECT u.tx_id, u.n, u.prev_txid, u.prev_vout FROM unresolved_inputs u
+           WHERE u.chain = ? AND u.tx_id < ? AND u.prev_txid IN (SELECT txid FROM new_txs)""",
+        [chain, tx_id0],
+    ).fetchnumpy()
+    if not len(found["tx_id"]):
+        return 0
+    prev_txid = pa.array([bytes(h) for h in found["prev_txid"]], pa.binary(32))
+    prev_vout = np.ma.getdata(found["prev_vout"]).astype(np.int64)
+    _, has_out, row, out_row = batch.find(prev_txid, prev_vout)
+    if not has_out.any():
+        return 0
+    late = pa.table({
+        "tx_id": np.ma.getdata(found["tx_id"])[has_out],
+        "n": np.ma.getdata(found["n"])[has_out],
+        "prev_tx_id": batch.tx_id[row[has_out]],
+        "address_id": _nullable(batch.address_id[out_row[has_out]], batch.address_null[out_row[has_out]],
+                                pa.int64()),
+        "value": batch.value[out_row[has_out]],
+    })  # fmt: skip
+    con.register("late_resolution", late)
+    try:
         con.execute(
             """UPDATE tx_inputs SET prev_tx_id = l.prev_tx_id, address_id = l.address_id, value = l.value,
                       resolved = TRUE
@@ -205,7 +337,9 @@ def _resolve_late(con: duckdb.DuckDBPyConnection, chain: str) -> int:
             [chain],
         )
         refresh_fees(con, chain, "SELECT DISTINCT tx_id FROM late_resolution")
-    return n
+    finally:
+        con.unregister("late_resolution")
+    return int(late.num_rows)
 
 
 def refresh_fees(con: duckdb.DuckDBPyConnection, chain: str, tx_ids_sql: str) -> None:

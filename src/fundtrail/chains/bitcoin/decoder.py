@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
+from itertools import starmap
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,11 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
 WITNESS_COMMITMENT_HEADER = bytes.fromhex("6a24aa21a9ed")
+_SHA256 = hashlib.sha256
+_DIGEST = type(hashlib.sha256()).digest
+_KIND_OF_TYPE = np.full(256, -1, np.int64)  # script type code -> address kind (-1: no address)
+for _type, _kind in st.ADDRESS_KIND_OF_TYPE.items():
+    _KIND_OF_TYPE[_type] = _kind
 
 
 def sha256d(data: Any) -> bytes:
@@ -128,18 +134,66 @@ class Decoded:
         return bytes(self.buf[o : o + int(self.tx_len[i])])
 
 
-def _merkle_root(leaves: list[bytes]) -> tuple[bytes, bool]:
-    """Merkle root (internal byte order) and whether the tree is mutated (CVE-2012-2459)."""
+def _sha256d_ranges(data: Any, starts: list[int], ends: list[int]) -> bytes:
+    """Double SHA-256 of data[starts[k]:ends[k]] for every k, the 32-byte digests concatenated.
+
+    One hashlib call chain driven by ``map`` (no Python bytecode per message): with messages this
+    small, hashlib's per-call cost is most of the work."""
+    parts = map(data.__getitem__, map(slice, starts, ends))
+    return b"".join(map(_DIGEST, map(_SHA256, map(_DIGEST, map(_SHA256, parts)))))
+
+
+def _sha256d_fixed(data: bytes, size: int) -> bytes:
+    """Double SHA-256 of each consecutive ``size``-byte piece of data, the digests concatenated."""
+    first = map(_DIGEST, starmap(_SHA256, struct.iter_unpack(f"{size}s", data)))
+    return b"".join(map(_DIGEST, map(_SHA256, first)))
+
+
+def _rows32(data: bytes) -> U8:
+    return np.frombuffer(data, np.uint8).reshape(-1, 32)
+
+
+def _ranges(first: I64, count: I64) -> I64:
+    """Concatenation of arange(first[k], first[k] + count[k])."""
+    total = int(count.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    out: I64 = np.arange(total, dtype=np.int64) + np.repeat(first - (np.cumsum(count) - count), count)
+    return out
+
+
+def _merkle_roots(leaves: U8, counts: I64) -> tuple[U8, npt.NDArray[np.bool_]]:
+    """Merkle roots (internal byte order) of consecutive groups of leaves (group k: the next counts[k]
+    >= 1 rows of ``leaves``, shape (n, 32)), and whether each tree is mutated (CVE-2012-2459: two
+    equal hashes paired at some level). All groups advance one tree level per step."""
+    nb = int(counts.shape[0])
+    roots = np.empty((nb, 32), np.uint8)
+    mutated = np.zeros(nb, np.bool_)
+    ids = np.arange(nb, dtype=np.int64)  # the groups still climbing, in order
+    n = counts.astype(np.int64)  # their node counts at this level
     level = leaves
-    mutated = False
-    while len(level) > 1:
-        for i in range(0, len(level) - 1, 2):
-            if level[i] == level[i + 1]:
-                mutated = True
-        if len(level) % 2:
-            level = [*level, level[-1]]
-        level = [sha256d(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0], mutated
+    while ids.size:
+        first = np.cumsum(n) - n
+        done = n == 1
+        if done.any():
+            roots[ids[done]] = level[first[done]]
+            more = ~done
+            ids, n = ids[more], n[more]
+            if not ids.size:
+                break
+            level = level[_ranges(first[more], n)]
+            first = np.cumsum(n) - n
+        half = n // 2  # pairs of two original nodes (the padding duplicate is not a mutation)
+        left = _ranges(np.zeros_like(half), half) * 2 + np.repeat(first, half)
+        same = (level[left] == level[left + 1]).all(axis=1)
+        if same.any():
+            mutated[ids[np.repeat(np.arange(ids.size), half)[same]]] = True
+        padded = n + (n & 1)  # an odd level repeats its last node
+        local = _ranges(np.zeros_like(padded), padded)
+        idx = np.repeat(first, padded) + np.minimum(local, np.repeat(n - 1, padded))
+        level = _rows32(_sha256d_fixed(level[idx].tobytes(), 64))
+        n = padded // 2
+    return roots, mutated
 
 
 def bip34_height(coinbase_script: bytes) -> int | None:
@@ -164,9 +218,7 @@ def _run_kernel(buf: U8, starts: I64, ends: I64, has_header: bool) -> tuple[Any,
 def _address_keys(
     buf: U8, out_type: U8, pay_off: I64, pay_len: I64, script_off: I64, script_len: I64
 ) -> tuple[U8, I64, npt.NDArray[np.bool_]]:
-    kinds = np.full(out_type.shape[0], -1, np.int64)
-    for t, kind in st.ADDRESS_KIND_OF_TYPE.items():
-        kinds[out_type == t] = kind
+    kinds = _KIND_OF_TYPE[out_type]
     has = kinds >= 0
     offs = np.where(has, pay_off, 0)
     lens = np.where(has, pay_len, 0)
@@ -174,15 +226,15 @@ def _address_keys(
     offs[wunk] = script_off[wunk]
     lens[wunk] = script_len[wunk]
     p2pk = np.flatnonzero(out_type == st.P2PK)
-    src = buf
+    lens[p2pk] = 20  # gathered from the public key, then overwritten with its hash160 below
+    data, offsets = kernels.gather(buf, offs, lens, kinds)
     if p2pk.size:
-        hashes = b"".join(
-            hash160(bytes(buf[o : o + n])) for o, n in zip(pay_off[p2pk].tolist(), pay_len[p2pk].tolist())
+        mv = memoryview(buf)  # type: ignore[arg-type]
+        keys = map(
+            bytes, map(mv.__getitem__, map(slice, pay_off[p2pk].tolist(), (pay_off + pay_len)[p2pk].tolist()))
         )
-        src = np.concatenate([buf, np.frombuffer(hashes, np.uint8)])
-        offs[p2pk] = buf.shape[0] + 20 * np.arange(p2pk.size)
-        lens[p2pk] = 20
-    data, offsets = kernels.gather(src, offs, lens, kinds)
+        hashes = np.frombuffer(b"".join(map(hash160, keys)), np.uint8).reshape(-1, 20)
+        data[(offsets[p2pk] + 1)[:, None] + np.arange(20)] = hashes
     return data, offsets, has
 
 
@@ -221,37 +273,11 @@ def _decode(
     height_source: str | None,
     check_pow: bool,
 ) -> Decoded:
-    (
-        err,
-        err_pos,
-        seg_tx,
-        seg_in,
-        seg_out,
-        tx_off,
-        tx_len,
-        _tx_strip_off,
-        tx_strip_len,
-        tx_version,
-        tx_locktime,
-        tx_segwit,
-        tx_n_in,
-        tx_n_out,
-        in_prev,
-        in_vout,
-        in_seq,
-        in_script_off,
-        in_script_len,
-        in_wit_items,
-        in_wit_off,
-        in_wit_len,
-        out_value,
-        out_script_off,
-        out_script_len,
-        out_type,
-        out_pay_off,
-        out_pay_len,
-        stripped,
-    ) = _run_kernel(buf, starts, ends, has_header)
+    (err, err_pos, seg_tx, seg_in, seg_out,
+     tx_off, tx_len, tx_strip_off, tx_strip_len, tx_version, tx_locktime, tx_segwit, tx_n_in, tx_n_out,
+     in_prev, in_vout, in_seq, in_script_off, in_script_len, in_wit_items, in_wit_off, in_wit_len,
+     out_value, out_script_off, out_script_len, out_type, out_pay_off, out_pay_len,
+     stripped) = _run_kernel(buf, starts, ends, has_header)  # fmt: skip
 
     bad = np.flatnonzero(err)
     if bad.size:
@@ -269,116 +295,114 @@ def _decode(
 
     # txids over the stripped serialization; wtxids over the full one (same as txid without witness)
     n_tx = int(tx_off.shape[0])
-    mv_s = memoryview(stripped)
-    mv_b = memoryview(buf)  # type: ignore[arg-type]
-    ends_s = np.cumsum(tx_strip_len).tolist()
-    starts_s = [0, *ends_s[:-1]]
-    txid_int = [sha256d(mv_s[a:b]) for a, b in zip(starts_s, ends_s)]
-    wtxid_int = list(txid_int)
-    for i in np.flatnonzero(tx_segwit).tolist():
-        o = int(tx_off[i])
-        wtxid_int[i] = sha256d(mv_b[o : o + int(tx_len[i])])
-    txid = np.frombuffer(b"".join(t[::-1] for t in txid_int), np.uint8).reshape(n_tx, 32)
-    wtxid = np.frombuffer(b"".join(t[::-1] for t in wtxid_int), np.uint8).reshape(n_tx, 32)
+    txid_int = _rows32(
+        _sha256d_ranges(memoryview(stripped), tx_strip_off.tolist(), (tx_strip_off + tx_strip_len).tolist())
+    )
+    wtxid_int = txid_int.copy()
+    seg = np.flatnonzero(tx_segwit)
+    if seg.size:
+        so = tx_off[seg]
+        mv_b = memoryview(buf)  # type: ignore[arg-type]
+        wtxid_int[seg] = _rows32(_sha256d_ranges(mv_b, so.tolist(), (so + tx_len[seg]).tolist()))
+    txid = np.ascontiguousarray(txid_int[:, ::-1]).reshape(n_tx, 32)
+    wtxid = np.ascontiguousarray(wtxid_int[:, ::-1]).reshape(n_tx, 32)
 
     key_data, key_offsets, has_address = _address_keys(
         buf, out_type, out_pay_off, out_pay_len, out_script_off, out_script_len
     )
 
     d = Decoded(
-        network,
-        buf,
-        [],
-        seg_tx,
-        seg_in,
-        seg_out,
-        tx_off,
-        tx_len,
-        tx_strip_len,
-        tx_version,
-        tx_locktime,
-        tx_segwit,
-        tx_n_in,
-        tx_n_out,
-        txid,
-        wtxid,
-        in_prev,
-        in_vout,
-        in_seq,
-        in_script_off,
-        in_script_len,
-        in_wit_items,
-        in_wit_off,
-        in_wit_len,
-        out_value,
-        out_script_off,
-        out_script_len,
-        out_type,
-        key_data,
-        key_offsets,
-        has_address,
-    )
+        network, buf, [], seg_tx, seg_in, seg_out, tx_off, tx_len, tx_strip_len, tx_version,
+        tx_locktime, tx_segwit, tx_n_in, tx_n_out, txid, wtxid, in_prev, in_vout, in_seq, in_script_off,
+        in_script_len, in_wit_items, in_wit_off, in_wit_len, out_value, out_script_off, out_script_len,
+        out_type, key_data, key_offsets, has_address,
+    )  # fmt: skip
     if has_header:
-        for k in range(int(starts.shape[0])):
-            try:
-                d.blocks.append(
-                    _check_block(
-                        d,
-                        k,
-                        int(starts[k]),
-                        int(ends[k]),
-                        txid_int,
-                        wtxid_int,
-                        heights,
-                        height_source,
-                        check_pow,
-                    )
-                )
-            except BlockRejected as exc:
-                exc.index = k
-                raise
+        d.blocks = _check_blocks(d, starts, ends, txid_int, wtxid_int, heights, height_source, check_pow)
     return d
 
 
-def _check_block(
-    d: Decoded,
-    k: int,
-    s: int,
-    e: int,
-    txid_int: list[bytes],
-    wtxid_int: list[bytes],
-    heights: list[int | None] | None,
-    height_source: str | None,
-    check_pow: bool,
-) -> BlockInfo:
-    header = BlockHeader.parse(bytes(d.buf[s : s + 80]))
-    t0, t1 = int(d.seg_tx[k]), int(d.seg_tx[k + 1])
-    name = header.hash.hex()
-    root, mutated = _merkle_root(txid_int[t0:t1])
-    if root[::-1] != header.merkle_root:
-        raise BlockRejected(
-            name,
-            f"merkle root {root[::-1].hex()} does not match the header's {header.merkle_root.hex()}",
-            "the block is corrupt or incomplete: fetch it again",
+def _check_blocks(d: Decoded, starts: I64, ends: I64, txid_int: U8, wtxid_int: U8,
+                  heights: list[int | None] | None, height_source: str | None,
+                  check_pow: bool) -> list[BlockInfo]:  # fmt: skip
+    """Check every block, in order; the first that fails raises BlockRejected (with ``index`` set).
+
+    The hashing (headers, merkle trees) and the array work are done for all blocks at once up front;
+    the loop only compares and builds the BlockInfo rows."""
+    nb = int(starts.shape[0])
+    buf = d.buf
+    raw_headers = buf[starts[:, None] + np.arange(80)].tobytes()
+    hashes = _rows32(_sha256d_fixed(raw_headers, 80))[:, ::-1].tobytes()  # display order
+    t0s, t1s = d.seg_tx[:-1], d.seg_tx[1:]
+    counts = t1s - t0s
+    roots_int, mutated = _merkle_roots(txid_int, counts)
+    roots = roots_int[:, ::-1].tobytes()
+
+    # sizes without witness data
+    wit_bytes = np.concatenate([[0], np.cumsum(d.tx_len - d.tx_strip_len)])
+    sizes = ends - starts
+    stripped_sizes = (sizes - (wit_bytes[t1s] - wit_bytes[t0s])).tolist()
+
+    # BIP141: the last coinbase output of >= 38 bytes starting 6a24aa21a9ed holds the commitment
+    n_segwit = np.concatenate([[0], np.cumsum(d.tx_segwit)])
+    has_witness = ((n_segwit[t1s] - n_segwit[t0s]) > 0).tolist()
+    cb_segwit = d.tx_segwit[t0s]
+    n_cb_out = d.tx_n_out[t0s]
+    cb_rows = _ranges(d.seg_out[:-1], n_cb_out)
+    cb_block = np.repeat(np.arange(nb, dtype=np.int64), n_cb_out)
+    long = d.out_script_len[cb_rows] >= 38
+    cand_off, cand_block = d.out_script_off[cb_rows][long], cb_block[long]
+    head = buf[cand_off[:, None] + np.arange(6)]
+    match = (head == np.frombuffer(WITNESS_COMMITMENT_HEADER, np.uint8)).all(axis=1)
+    m_off, m_block = cand_off[match], cand_block[match]
+    last = np.ones(m_block.shape[0], np.bool_)
+    last[:-1] = m_block[1:] != m_block[:-1]
+    commit_off = np.full(nb, -1, np.int64)
+    commit_off[m_block[last]] = m_off[last]
+    # witness merkle roots, where a commitment is there to check: the coinbase's wtxid counts as zeros
+    wblocks = np.flatnonzero((commit_off >= 0) & cb_segwit)
+    wleaves = wtxid_int[_ranges(t0s[wblocks], counts[wblocks])]
+    wleaves[np.cumsum(counts[wblocks]) - counts[wblocks]] = 0
+    wroots_int, _ = _merkle_roots(wleaves, counts[wblocks])
+    wroot = dict(zip(wblocks.tolist(), map(bytes, wroots_int)))
+
+    infos: list[BlockInfo] = []
+    for k, (version, prev, merkle, time, bits, nonce) in enumerate(
+        struct.iter_unpack("<I32s32sIII", raw_headers)
+    ):
+        header = BlockHeader(
+            hashes[32 * k : 32 * k + 32], version, prev[::-1], merkle[::-1], time, bits, nonce
         )
-    if mutated:
-        raise BlockRejected(name, "merkle tree is mutated (duplicated transactions, CVE-2012-2459)")
-    if check_pow and int.from_bytes(header.hash, "big") > header.target:
-        raise BlockRejected(
-            name,
-            f"block hash is above the target of its bits 0x{header.bits:08x}",
-            "the header is corrupt, or the block is from another network (--network)",
+        try:
+            name = header.hash.hex()
+            root = roots[32 * k : 32 * k + 32]
+            if root != header.merkle_root:
+                raise BlockRejected(
+                    name, f"merkle root {root.hex()} does not match the header's "
+                    f"{header.merkle_root.hex()}", "the block is corrupt or incomplete: fetch it again",
+                )  # fmt: skip
+            if mutated[k]:
+                raise BlockRejected(name, "merkle tree is mutated (duplicated transactions, CVE-2012-2459)")
+            if check_pow and int.from_bytes(header.hash, "big") > header.target:
+                raise BlockRejected(
+                    name, f"block hash is above the target of its bits 0x{header.bits:08x}",
+                    "the header is corrupt, or the block is from another network (--network)",
+                )  # fmt: skip
+            witness_ok = _check_witness(d, name, k, int(commit_off[k]), bool(cb_segwit[k]), has_witness[k],
+                                        wroot.get(k))  # fmt: skip
+            height, source = _height(d, k, header, heights, height_source)
+        except BlockRejected as exc:
+            exc.index = k
+            raise
+        size, stripped_size = int(sizes[k]), stripped_sizes[k]
+        infos.append(
+            BlockInfo(header, height, source, size, stripped_size, stripped_size * 3 + size, True, witness_ok)
         )
-    witness_ok = _check_witness(d, name, k, t0, t1, wtxid_int)
-    size = e - s
-    stripped_size = size - int((d.tx_len[t0:t1] - d.tx_strip_len[t0:t1]).sum())
-    height, source = _height(d, k, header, heights, height_source)
-    return BlockInfo(header, height, source, size, stripped_size, stripped_size * 3 + size, True, witness_ok)
+    return infos
 
 
-def _height(
-    d: Decoded, k: int, header: BlockHeader, heights: list[int | None] | None, height_source: str | None
-) -> tuple[int | None, str | None]:
+def _height(d: Decoded, k: int, header: BlockHeader, heights: list[int | None] | None,
+            height_source: str | None) -> tuple[int | None, str | None]:  # fmt: skip
     if heights is not None and heights[k] is not None:
         return heights[k], height_source
     if header.hash.hex() == d.network.genesis_hash:
@@ -392,21 +416,16 @@ def _height(
     return None, None
 
 
-def _check_witness(d: Decoded, name: str, k: int, t0: int, t1: int, wtxid_int: list[bytes]) -> bool | None:
-    """BIP141: the last coinbase output starting 6a24aa21a9ed commits to the wtxid merkle root."""
+def _check_witness(d: Decoded, name: str, k: int, commit_off: int, cb_segwit: bool, has_witness: bool,
+                   wroot: bytes | None) -> bool | None:  # fmt: skip
+    """BIP141: the last coinbase output starting 6a24aa21a9ed commits to the wtxid merkle root
+    (``wroot``, computed by the caller wherever the coinbase has a commitment and a witness)."""
     buf = d.buf
-    commitment = None
-    o0 = int(d.seg_out[k])
-    for o in range(o0, o0 + int(d.tx_n_out[t0])):
-        off, ln = int(d.out_script_off[o]), int(d.out_script_len[o])
-        if ln >= 38 and bytes(buf[off : off + 6]) == WITNESS_COMMITMENT_HEADER:
-            commitment = bytes(buf[off + 6 : off + 38])
-    has_witness = bool(d.tx_segwit[t0:t1].any())
-    if commitment is None:
+    if commit_off < 0:
         if has_witness:
             raise BlockRejected(name, "transactions carry witness data but the coinbase has no commitment")
         return None
-    if not bool(d.tx_segwit[t0]):
+    if not cb_segwit:
         if has_witness:
             raise BlockRejected(name, "the coinbase has a witness commitment but no witness reserved value")
         return None  # a pre-SegWit coinbase output that merely looks like a commitment
@@ -415,7 +434,7 @@ def _check_witness(d: Decoded, name: str, k: int, t0: int, t1: int, wtxid_int: l
     if int(d.in_wit_items[i0]) != 1 or wl != 34 or buf[wo + 1] != 32:
         raise BlockRejected(name, "the coinbase witness is not a single 32-byte reserved value")
     reserved = bytes(buf[wo + 2 : wo + 34])
-    root, _ = _merkle_root([b"\x00" * 32, *wtxid_int[t0 + 1 : t1]])
-    if sha256d(root + reserved) != commitment:
+    commitment = bytes(buf[commit_off + 6 : commit_off + 38])
+    if wroot is None or sha256d(wroot + reserved) != commitment:
         raise BlockRejected(name, "witness commitment does not match the transactions' witness data")
     return True

@@ -1,0 +1,101 @@
+"""Run every benchmark and print one JSON line per result (progress goes to stderr).
+
+Usage: ``make bench`` or ``.venv/bin/python benchmarks/run.py [--data DIR] [--quick] [--check]``.
+Each line is ``{"name", "ours", "reference", "ratio", "unit", "target", "met", "machine", ...}``; the
+reference is measured in the same run, on the same bytes. Lines are also appended to
+``bench-results.jsonl`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # run from a checkout even without the editable install
+
+import bench_decode  # noqa: E402
+import bench_ingest  # noqa: E402
+from bench_common import load_blocks, log, machine, result_line  # noqa: E402
+
+DECODE_TARGET = 25.0  # decode >= 25x python-bitcoinlib
+INGEST_TARGET = 10.0  # end-to-end ingest >= 10x python-bitcoinlib's decode alone
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="shared data dir")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test, noisier figures)")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is not met")
+    ap.add_argument("--out", type=Path, default=REPO / "bench-results.jsonl", help="JSONL file to append to")
+    args = ap.parse_args(argv)
+
+    mach = machine()
+    log(f"machine: {json.dumps(mach)}")
+    data = load_blocks(args.data)
+    mb = data.n_bytes / 1e6
+
+    dec = bench_decode.run(data, rounds=2 if args.quick else 7, inner=3 if args.quick else 5)
+    ing = bench_ingest.run(data, rounds=2 if args.quick else 9, expect_txs=dec.n_txs)
+
+    common: dict[str, Any] = {
+        "data": f"{dec.n_blocks} real mainnet blocks, {dec.n_txs} txs, {mb:.2f} MB",
+        "machine": mach,
+    }
+    ref = dec.reference.best
+    ref_gc = dec.reference_gc_on.best
+    lines = [
+        result_line(
+            "bitcoin_decode_throughput", mb / dec.ours.best, mb / ref, "MB/s", bench_decode.REFERENCE,
+            DECODE_TARGET,
+            ours_tx_per_s=round(dec.n_txs / dec.ours.best),
+            reference_tx_per_s=round(dec.n_txs / ref),
+            ours_s=round(dec.ours.best, 5), reference_s=round(ref, 5),
+            ratio_of_medians=round(dec.reference.median / dec.ours.median, 2),
+            ratio_gc_on=round(ref_gc / dec.ours_gc_on.best, 2),
+            met_gc_on=ref_gc / dec.ours_gc_on.best >= DECODE_TARGET,
+            ours_gc_on_s=round(dec.ours_gc_on.best, 5), reference_gc_on_s=round(ref_gc, 5),
+            hashlib_floor_s=round(dec.hash_floor.best, 5),
+            sha256_calls=dec.sha256_calls,
+            ratio_bound_by_hashlib=round(ref / dec.hash_floor.best, 2),
+            timing=f"best of {len(dec.ours.times)} (ours) / {len(dec.reference.times)} (reference), "
+            "interleaved, one thread; ratio with the garbage collector off for both (as timeit), "
+            "ratio_gc_on with it on (as an application runs)",
+            **common,
+        ),
+        result_line(
+            "bitcoin_ingest_end_to_end", mb / ing.ingest.best, mb / ref, "MB/s",
+            bench_decode.REFERENCE + " (decode alone, from memory)", INGEST_TARGET,
+            ours_tx_per_s=round(dec.n_txs / ing.ingest.best),
+            reference_tx_per_s=round(dec.n_txs / ref),
+            ours_s=round(ing.ingest.best, 5), reference_s=round(ref, 5),
+            ours_median_s=round(ing.ingest.median, 5),
+            ratio_of_medians=round(dec.reference.median / ing.ingest.median, 2),
+            ratio_gc_on=round(ref_gc / ing.ingest.best, 2),
+            met_gc_on=ref_gc / ing.ingest.best >= INGEST_TARGET,
+            decode_share_s=round(dec.ours.best, 5),
+            store_open_s=round(ing.open.median, 5), store_close_s=round(ing.close.median, 5),
+            ratio_incl_open_close=round(ref / (ing.ingest.best + ing.open.median + ing.close.median), 2),
+            duckdb_threads=ing.duckdb_threads,
+            timing=f"best of {len(ing.ingest.times)} ingests, each into a fresh store, GC on (the "
+            "reference with GC off for ratio, on for ratio_gc_on); ours reads the files (page cache), "
+            "the reference starts from bytes in memory",
+            **common,
+        ),
+    ]  # fmt: skip
+    with args.out.open("a") as f:
+        for line in lines:
+            text = json.dumps(line)
+            print(text, flush=True)
+            f.write(text + "\n")
+    for line in lines:
+        verdict = "met" if line["met"] else "NOT met"
+        log(f"{line['name']}: {line['ratio']}x (target {line['target']}x) {verdict}")
+    return 1 if args.check and not all(line["met"] for line in lines) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
