@@ -12,6 +12,7 @@ from fundtrail.chains.bitcoin.network import network as get_network
 from fundtrail.cli.render import err, ingest_progress
 from fundtrail.cli.state import store
 from fundtrail.ingest.bitcoin_files import IngestSummary, ingest_block_files
+from fundtrail.ingest.bitcoin_rpc import DEFAULT_BATCH_BLOCKS, DEFAULT_POLL_S, connect_node, ingest_rpc
 
 app = typer.Typer(help="Bring chain data into the store.", no_args_is_help=True)
 
@@ -43,3 +44,62 @@ def bitcoin_blocks(
     with store() as con, ingest_progress("bitcoin blocks", "bytes") as progress:
         summary = ingest_block_files(con, paths, net, key, progress)
     report(summary)
+
+
+@app.command("bitcoin-rpc")
+def bitcoin_rpc(
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url",
+            help="Bitcoin Core JSON-RPC endpoint, http://user:pass@host:8332 (port defaults per network).",
+        ),
+    ],
+    network: Network = "mainnet",
+    from_height: Annotated[
+        int | None, typer.Option("--from", help="First height (default: resume after the stored tip).")
+    ] = None,
+    to_height: Annotated[
+        int | None, typer.Option("--to", help="Last height (default: the node's tip).")
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="After reaching the tip, keep polling for new blocks (Ctrl-C stops)."),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Blocks per batch; each batch is one transaction.")
+    ] = DEFAULT_BATCH_BLOCKS,
+    poll_seconds: Annotated[
+        float, typer.Option("--poll-seconds", help="With --follow: seconds between looks at the node's tip.")
+    ] = DEFAULT_POLL_S,
+    rpc_cookie: Annotated[
+        Path | None,
+        typer.Option("--rpc-cookie", help="The node's .cookie file, instead of user:pass in --url."),
+    ] = None,
+) -> None:
+    """Ingest Bitcoin blocks from a Bitcoin Core node over JSON-RPC (batched getblockhash/getblock), with
+    the same checks as block files. Resumes after the stored tip, follows reorgs (rolls back to the fork
+    point and re-ingests), retries transient failures; --follow keeps up with new blocks."""
+    net = get_network(network)
+    with (
+        connect_node(url, net, rpc_cookie) as client,
+        store() as con,
+        ingest_progress("bitcoin rpc", "blocks") as progress,
+    ):
+        s = ingest_rpc(con, client, net, from_height, to_height, follow, batch_size, progress, poll_seconds)
+    report(s)
+    err.print(
+        f"heights {s.start_height}..{s.stored_tip} (node tip {s.node_tip}); fetched {s.fetched:,} blocks "
+        f"in {s.requests:,} requests ({s.retries:,} retried); reorgs: {s.reorgs} "
+        f"({s.rolled_back:,} blocks rolled back)"
+    )
+
+
+def _register_more() -> None:
+    from fundtrail.cli import ingest_ethereum_etl, ingest_evm_rpc, ingest_tron
+
+    for module in (ingest_ethereum_etl, ingest_evm_rpc, ingest_tron):
+        module.register(app)
+
+
+_register_more()

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from fundtrail.chains.bitcoin.network import by_chain
+from fundtrail.chains.registry import CHAINS
+from fundtrail.chains.registry import chain as get_chain
 from fundtrail.cli.render import kv_table, out, print_json, sat
 from fundtrail.cli.state import store
-from fundtrail.store import bitcoin_read
+from fundtrail.store import account_read, bitcoin_read
 
 app = typer.Typer(help="Show a block, a transaction or an address from the store.", no_args_is_help=True)
 
 Chain = Annotated[
     str,
-    typer.Option("--chain", help="bitcoin, bitcoin-testnet, bitcoin-signet or bitcoin-regtest."),
+    typer.Option("--chain", help=f"One of: {', '.join(CHAINS)}."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -28,9 +30,12 @@ def block(
     json: Json = False,
 ) -> None:
     """A block's header fields and integrity checks."""
-    net = by_chain(chain)
+    c = get_chain(chain)
     with store(read_only=True) as con:
-        b = bitcoin_read.block(con, net, ref)
+        if c.family == "bitcoin":
+            b = bitcoin_read.block(con, by_chain(chain), ref)
+        else:
+            b = account_read.block(con, c, ref)
     if json:
         print_json(b)
         return
@@ -43,12 +48,19 @@ def tx(
     chain: Chain = "bitcoin",
     json: Json = False,
 ) -> None:
-    """A transaction with its inputs (resolved address and value where known), outputs and fee."""
-    net = by_chain(chain)
+    """A transaction with its inputs (resolved address and value where known), outputs and fee; on
+    account chains its sender, recipient, value, fee, status and every transfer it made."""
+    c = get_chain(chain)
     with store(read_only=True) as con:
-        t = bitcoin_read.tx(con, net, txid)
+        if c.family == "bitcoin":
+            t = bitcoin_read.tx(con, by_chain(chain), txid)
+        else:
+            t = account_read.tx(con, c, txid)
     if json:
         print_json(t)
+        return
+    if c.family != "bitcoin":
+        _account_tx_table(t)
         return
     out.print(
         kv_table(
@@ -83,12 +95,19 @@ def address(
     chain: Chain = "bitcoin",
     json: Json = False,
 ) -> None:
-    """An address's activity in the store: transactions, received, sent, balance, first and last seen."""
-    net = by_chain(chain)
+    """An address's activity in the store: transactions, received, sent, balance, first and last seen
+    (per asset on account chains)."""
+    c = get_chain(chain)
     with store(read_only=True) as con:
-        a = bitcoin_read.address(con, net, addr)
+        if c.family == "bitcoin":
+            a = bitcoin_read.address(con, by_chain(chain), addr)
+        else:
+            a = account_read.address(con, c, addr)
     if json:
         print_json(a)
+        return
+    if c.family != "bitcoin":
+        _account_address_table(a)
         return
     rows = [(k, sat(v) if k in ("received", "sent", "balance") else v) for k, v in a.items()]
     out.print(kv_table(f"Address {a['address']}", rows))
@@ -122,3 +141,58 @@ def summary(json: Json = False) -> None:
                 ],
             ),
         )
+
+
+def _amount(v: int | None, text: str | None, symbol: str | None) -> str:
+    if v is None:
+        return "[yellow]unknown[/]"
+    return f"{text} {symbol or ''}".strip() if text is not None else f"{v:,} base units"
+
+
+def _account_tx_table(t: dict[str, Any]) -> None:
+    out.print(
+        kv_table(
+            f"Transaction {t['txid']}",
+            [
+                ("block", f"{t['height']} {t['block_hash']}"),
+                ("time", t["time"]),
+                ("from", t["from"]),
+                ("to", t["to"] or f"(creates {t['created_contract']})"),
+                ("value (base units)", t["value"]),
+                ("fee (base units)", t["fee"]),
+                ("status", t["status"]),
+                ("method", t["method"]),
+            ],
+        )
+    )
+    table = Table(title="Transfers", title_justify="left")
+    for col in ("kind", "asset", "from", "to", "amount"):
+        table.add_column(col, justify="right" if col == "amount" else "left")
+    for x in t["transfers"]:
+        table.add_row(
+            x["kind"], x["asset"] or "", x["from"], x["to"], _amount(x["amount"], x["amount_decimal"], None)
+        )
+    out.print(table)
+
+
+def _account_address_table(a: dict[str, Any]) -> None:
+    out.print(
+        kv_table(
+            f"Address {a['address']}",
+            [
+                ("chain", a["chain"]),
+                ("transactions", a["tx_count"]),
+                ("first seen", a["first_seen"]),
+                ("last seen", a["last_seen"]),
+            ],
+        )
+    )
+    table = Table(title="Assets", title_justify="left")
+    for col in ("asset", "received", "sent", "balance"):
+        table.add_column(col, justify="left" if col == "asset" else "right")
+    for name, x in a["assets"].items():
+        table.add_row(
+            name,
+            *(_amount(x[k], x[f"{k}_decimal"], None) for k in ("received", "sent", "balance")),
+        )
+    out.print(table)

@@ -1,7 +1,9 @@
 """The store's schema: numbered forward migrations. A store records the version it is at; opening it
 applies the migrations it lacks, in one transaction, and refuses a store from a newer fundtrail.
 
-Column types: amounts in base units are BIGINT for Bitcoin (satoshi; 21e14 < 2^63). Hashes are BLOB in
+Column types: amounts in base units are BIGINT for Bitcoin (satoshi; 21e14 < 2^63) and BIGNUM (DuckDB's
+arbitrary-precision integer) on account chains, where a token amount is a uint256: DECIMAL(38,0) and
+HUGEINT hold less than 2^256, BIGNUM holds 2^256-1 exactly and sums exactly. Hashes are BLOB in
 display byte order (big-endian, as explorers show them), so ``hex(hash)`` is what a user reads.
 Addresses are keys (BLOB: kind byte + payload, see chains/bitcoin/address.py) with dense integer ids,
 unique per chain, numbered across all chains. Every table has a ``chain`` column.
@@ -42,6 +44,44 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """CREATE TABLE addresses (
                 chain VARCHAR NOT NULL, address_id BIGINT NOT NULL, key BLOB NOT NULL)""",
             "CREATE INDEX blocks_hash ON blocks (hash)",
+        ],
+    ),
+    (
+        2,
+        "Account chains: transactions, transfers (native, internal, token, fee, withdrawal), assets",
+        [
+            "DROP INDEX blocks_hash",  # DuckDB alters no table an index depends on
+            *(
+                f"ALTER TABLE blocks ALTER COLUMN {c} DROP NOT NULL"
+                for c in (
+                    "merkle_root",
+                    "merkle_ok",
+                    "version",
+                    "bits",
+                    "nonce",
+                    "tx_count",
+                    "size",
+                    "stripped_size",
+                    "weight",
+                )
+            ),
+            "ALTER TABLE blocks ADD COLUMN miner_id BIGINT",
+            "ALTER TABLE blocks ADD COLUMN gas_used BIGINT",
+            "ALTER TABLE blocks ADD COLUMN base_fee BIGNUM",
+            "CREATE INDEX blocks_hash ON blocks (hash)",
+            """CREATE TABLE assets (
+                chain VARCHAR NOT NULL, asset_id BIGINT NOT NULL, contract BLOB, symbol VARCHAR,
+                decimals INTEGER, name VARCHAR, metadata_source VARCHAR NOT NULL)""",
+            """CREATE TABLE account_txs (
+                chain VARCHAR NOT NULL, tx_id BIGINT NOT NULL, block_id BIGINT NOT NULL,
+                position INTEGER NOT NULL, hash BLOB NOT NULL, from_id BIGINT NOT NULL, to_id BIGINT,
+                created_id BIGINT, value BIGNUM NOT NULL, nonce BIGINT, gas BIGINT, gas_price BIGNUM,
+                gas_used BIGINT, fee BIGNUM, status BOOLEAN, tx_type INTEGER, method BLOB)""",
+            """CREATE TABLE transfers (
+                chain VARCHAR NOT NULL, tx_id BIGINT, tx_hash BLOB, block_id BIGINT NOT NULL,
+                kind VARCHAR NOT NULL,
+                log_index INTEGER, trace_position VARCHAR, asset_id BIGINT NOT NULL,
+                from_id BIGINT NOT NULL, to_id BIGINT NOT NULL, amount BIGNUM NOT NULL)""",
         ],
     ),
 ]

@@ -1,0 +1,1 @@
+"""TRON: address codec and HTTP API decoding."""
