@@ -24,6 +24,7 @@ import pyarrow as pa
 from fundtrail.chains.assets import NATIVE, token
 from fundtrail.errors import CorruptData
 from fundtrail.store.db import first, scalar, transaction
+from fundtrail.store.ids import next_ids
 
 # Pseudo-address keys: shorter than any real address key, so they cannot collide with one.
 FEE_SINK = b"fees"
@@ -102,20 +103,6 @@ class AccountWriteResult:
     transfers: int = 0
     new_addresses: int = 0
     new_assets: int = 0
-
-
-def next_ids(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
-    """The next block_id, tx_id and address_id: ids are numbered across all chains and both kinds of
-    transaction table, so a tx_id names one transaction in the whole store."""
-    row = first(
-        con,
-        """SELECT (SELECT coalesce(max(block_id) + 1, 0) FROM blocks),
-                  greatest((SELECT coalesce(max(tx_id) + 1, 0) FROM transactions),
-                           (SELECT coalesce(max(tx_id) + 1, 0) FROM account_txs)),
-                  (SELECT coalesce(max(address_id) + 1, 0) FROM addresses)""",
-    )
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
 
 
 def empty(schema: pa.Schema) -> pa.Table:

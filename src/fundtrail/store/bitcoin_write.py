@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 
 from fundtrail.chains.bitcoin.decoder import Decoded
 from fundtrail.store.bitcoin_tables import BitcoinTables, build_tables
-from fundtrail.store.db import first, scalar, transaction
+from fundtrail.store.db import scalar, transaction
+from fundtrail.store.ids import next_ids
 
 Bools = npt.NDArray[np.bool_]
 I64 = npt.NDArray[np.int64]
@@ -36,18 +37,6 @@ class WriteResult:
     unresolved: int = 0  # inputs of this batch left unresolved
     late_resolved: int = 0  # earlier inputs resolved by this batch
     new_addresses: int = 0
-
-
-def _next_ids(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
-    """The next block_id, tx_id and address_id (ids are numbered across all chains)."""
-    row = first(
-        con,
-        """SELECT (SELECT coalesce(max(block_id) + 1, 0) FROM blocks),
-                  (SELECT coalesce(max(tx_id) + 1, 0) FROM transactions),
-                  (SELECT coalesce(max(address_id) + 1, 0) FROM addresses)""",
-    )
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> int:
@@ -89,7 +78,7 @@ def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> Wri
                 seen.add(b.header.hash)
         if not keep:
             return result
-        block_id0, tx_id0, address_id0 = _next_ids(con)
+        block_id0, tx_id0, address_id0 = next_ids(con)
         t = build_tables(d, keep, block_id0, tx_id0, chain, source)
         # Address ids and input resolution are computed here, over the batch's columns; SQL only looks
         # up what the store already holds and appends finished rows.
