@@ -75,7 +75,8 @@ def test_a_store_in_use_by_another_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); print('ready', flush=True); time.sleep(60)",
+            f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('ready', flush=True); "
+            "time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
