@@ -19,16 +19,10 @@ import duckdb
 import pyarrow as pa
 
 from fundtrail.chains.assets import EVM_CHAINS
-from fundtrail.chains.evm.logs import decode_transfer
+from fundtrail.chains.evm.logs import TRANSFER_TOPIC_HEX, decode_transfer
 from fundtrail.errors import CorruptData, InvalidInput
 from fundtrail.ingest.etl_files import read_export
-from fundtrail.store.account_write import (
-    BEACON,
-    TRANSFER_SCHEMA,
-    AccountBatch,
-    AccountWriteResult,
-    write_account_batch,
-)
+from fundtrail.store.account_write import BEACON, TRANSFER_SCHEMA, AccountWriteResult, write_staged
 from fundtrail.store.db import first
 
 H32 = "0x[0-9a-fA-F]{64}"
@@ -133,23 +127,21 @@ def ingest_ethereum_etl(
         con.register(f"raw_{kind}", table)
     try:
         _validate(con, tables, paths)
-        batch_blocks = _blocks(con)
-        batch_txs = _transactions(con, "receipts" in tables)
-        transfers, summary.token_transfers_from, summary.logs_skipped = _token_transfers(con, tables, paths)
+        _stage_blocks(con)
+        _stage_transactions(con, "receipts" in tables)
+        summary.token_transfers_from, summary.logs_skipped = _stage_token_transfers(con, tables, paths)
         withdrawals = _withdrawals(tables["blocks"], paths["blocks"])
         summary.withdrawals = withdrawals.num_rows
-        batch = AccountBatch(
-            chain,
-            batch_blocks,
-            batch_txs,
-            pa.concat_tables([transfers, withdrawals]),
-            f"ethereum-etl:{blocks.name}",
-            allow_missing_transactions,
-        )
+        if withdrawals.num_rows:
+            con.register("etl_withdrawals", withdrawals)
+            con.execute("INSERT INTO acc_transfers_in SELECT * FROM etl_withdrawals")
+            con.unregister("etl_withdrawals")
+        summary.written = write_staged(con, chain, f"ethereum-etl:{blocks.name}", allow_missing_transactions)
     finally:
         for kind in tables:
             con.unregister(f"raw_{kind}")
-    summary.written = write_account_batch(con, batch)
+        for name in ("acc_blocks_in", "acc_txs_in", "acc_transfers_in"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
     return summary
 
 
@@ -162,21 +154,26 @@ def _complete(table: pa.Table, kind: str) -> pa.Table:
 
 
 def _validate(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], paths: dict[str, Path]) -> None:
+    """Every column against its pattern, one scan per file; the first bad value (by line) is reported."""
     for kind in tables:
-        for col, (pattern, nullable) in RULES[kind].items():
-            bad = first(
-                con,
-                f"""SELECT _line, "{col}" FROM raw_{kind}
-                    WHERE {"" if nullable else f'"{col}" IS NULL OR '}NOT regexp_full_match("{col}", ?)
-                    ORDER BY _line LIMIT 1""",
-                [pattern],
+        rules = list(RULES[kind].items())
+        checks = ", ".join(
+            f"""min(_line) FILTER (WHERE {"" if nullable else f'"{col}" IS NULL OR '}"""
+            f"""NOT regexp_full_match("{col}", '{pattern}'))"""
+            for col, (pattern, nullable) in rules
+        )
+        lines = first(con, f"SELECT {checks} FROM raw_{kind}")
+        assert lines is not None
+        failing = [(line, i) for i, line in enumerate(lines) if line is not None]
+        if failing:
+            line, i = min(failing)
+            col, (pattern, _) = rules[i]
+            value = first(con, f'SELECT "{col}" FROM raw_{kind} WHERE _line = ?', [line])
+            shown = "empty" if value is None or value[0] is None else repr(str(value[0])[:80])
+            raise CorruptData(
+                f"{paths[kind]} line {line}: column {col} is {shown}, expected {pattern}",
+                "fix or re-export the file; nothing was stored",
             )
-            if bad:
-                shown = "empty" if bad[1] is None else repr(bad[1][:80])
-                raise CorruptData(
-                    f"{paths[kind]} line {bad[0]}: column {col} is {shown}, expected {pattern}",
-                    "fix or re-export the file; nothing was stored",
-                )
     prev = first(
         con,
         """SELECT _line, number, p FROM (SELECT _line, number::HUGEINT AS number,
@@ -201,25 +198,27 @@ def _validate(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], paths
         )
 
 
-def _blocks(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    return con.sql(
-        """SELECT number::BIGINT AS number, unhex(substr(hash, 3)) AS hash,
+def _stage_blocks(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE acc_blocks_in AS
+           SELECT number::BIGINT AS number, unhex(substr(hash, 3)) AS hash,
                   unhex(substr(parent_hash, 3)) AS parent_hash, timestamp::BIGINT AS time,
                   transaction_count::INTEGER AS tx_count, unhex(substr(miner, 3)) AS miner,
                   gas_used::BIGINT AS gas_used, base_fee_per_gas AS base_fee, size::INTEGER AS size
            FROM raw_blocks"""
-    ).to_arrow_table()
+    )
 
 
-def _transactions(con: duckdb.DuckDBPyConnection, with_receipts: bool) -> pa.Table:
+def _stage_transactions(con: duckdb.DuckDBPyConnection, with_receipts: bool) -> None:
     receipts = (
         "LEFT JOIN raw_receipts r ON lower(r.transaction_hash) = lower(t.hash)"
         if with_receipts
         else "LEFT JOIN (SELECT NULL AS gas_used, NULL AS status, NULL AS effective_gas_price, "
         "NULL AS contract_address) r ON FALSE"
     )
-    return con.sql(
-        f"""SELECT t.block_number::BIGINT AS block_number, t.transaction_index::INTEGER AS position,
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE acc_txs_in AS
+            SELECT t.block_number::BIGINT AS block_number, t.transaction_index::INTEGER AS position,
                    unhex(substr(t.hash, 3)) AS hash, unhex(substr(t.from_address, 3)) AS "from",
                    unhex(substr(t.to_address, 3)) AS "to",
                    CASE WHEN t.to_address IS NULL
@@ -227,64 +226,75 @@ def _transactions(con: duckdb.DuckDBPyConnection, with_receipts: bool) -> pa.Tab
                         AS created,
                    t.value AS value, t.nonce::BIGINT AS nonce, t.gas::BIGINT AS gas, t.gas_price AS gas_price,
                    coalesce(t.receipt_gas_used, r.gas_used)::BIGINT AS gas_used,
-                   (coalesce(t.receipt_gas_used, r.gas_used)::UHUGEINT
-                    * coalesce(t.receipt_effective_gas_price, r.effective_gas_price, t.gas_price)::UHUGEINT
-                   )::VARCHAR AS fee,
+                   (coalesce(t.receipt_gas_used, r.gas_used)::HUGEINT
+                    * coalesce(t.receipt_effective_gas_price, r.effective_gas_price, t.gas_price)::HUGEINT
+                   )::BIGNUM AS fee,
                    CASE coalesce(t.receipt_status, r.status) WHEN '1' THEN TRUE WHEN '0' THEN FALSE END
                         AS status,
                    t.transaction_type::INTEGER AS tx_type,
                    CASE WHEN length(t.input) >= 10 THEN unhex(substr(t.input, 3, 8)) END AS method
             FROM raw_transactions t {receipts}"""
-    ).to_arrow_table()
+    )
 
 
-def _token_transfers(
+def _stage_token_transfers(
     con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], paths: dict[str, Path]
-) -> tuple[pa.Table, str, int]:
+) -> tuple[str, int]:
+    """Stage ``acc_transfers_in`` with the token transfers; returns where they came from and how many
+    Transfer-signature logs were not of the 3-topic form."""
     if "logs" in tables:
-        rows: dict[str, list[object]] = {name: [] for name in TRANSFER_SCHEMA.names}
-        skipped = 0
-        logs = tables["logs"].to_pydict()
-        for i, line in enumerate(logs["_line"]):
-            topics = (logs["topics"][i] or "").split(",") if logs["topics"][i] else []
-            contract = bytes.fromhex(str(logs["address"][i])[2:])
-            try:
-                t = decode_transfer(contract, topics, str(logs["data"][i]))
-            except ValueError as exc:
-                raise CorruptData(
-                    f"{paths['logs']} line {line}: {exc}", "the log data is malformed"
-                ) from None
-            if t is None:
-                if (
-                    topics
-                    and topics[0].lower()
-                    == "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-                ):
-                    skipped += 1
-                continue
-            for name, value in (
-                ("tx_hash", bytes.fromhex(str(logs["transaction_hash"][i])[2:])),
-                ("block_number", int(str(logs["block_number"][i]))),
-                ("kind", "token"),
-                ("log_index", int(str(logs["log_index"][i]))),
-                ("trace_position", None),
-                ("contract", t.contract),
-                ("from", t.sender),
-                ("to", t.recipient),
-                ("amount", str(t.amount)),
-            ):
-                rows[name].append(value)
-        return pa.table(rows, schema=TRANSFER_SCHEMA), "logs", skipped
+        decoded, skipped = _decode_logs(tables["logs"], paths["logs"])
+        con.register("etl_decoded_logs", decoded)
+        con.execute("CREATE OR REPLACE TEMP TABLE acc_transfers_in AS SELECT * FROM etl_decoded_logs")
+        con.unregister("etl_decoded_logs")
+        return "logs", skipped
     if "token_transfers" in tables:
-        table = con.sql(
-            """SELECT unhex(substr(transaction_hash, 3)) AS tx_hash, block_number::BIGINT AS block_number,
-                      'token' AS kind, log_index::INTEGER AS log_index, NULL AS trace_position,
-                      unhex(substr(token_address, 3)) AS contract, unhex(substr(from_address, 3)) AS "from",
-                      unhex(substr(to_address, 3)) AS "to", value AS amount
-               FROM raw_token_transfers"""
-        ).to_arrow_table()
-        return table.cast(TRANSFER_SCHEMA), "token_transfers", 0
-    return TRANSFER_SCHEMA.empty_table(), "none", 0
+        source = "raw_token_transfers"
+        origin = "token_transfers"
+    else:
+        source = "(SELECT * FROM raw_blocks WHERE FALSE)"
+        origin = "none"
+    columns = (
+        """unhex(substr(transaction_hash, 3)) AS tx_hash, block_number::BIGINT AS block_number,
+           'token' AS kind, log_index::INTEGER AS log_index, NULL::VARCHAR AS trace_position,
+           unhex(substr(token_address, 3)) AS contract, unhex(substr(from_address, 3)) AS "from",
+           unhex(substr(to_address, 3)) AS "to", value AS amount"""
+        if origin != "none"
+        else """NULL::BLOB AS tx_hash, NULL::BIGINT AS block_number, NULL::VARCHAR AS kind,
+                NULL::INTEGER AS log_index, NULL::VARCHAR AS trace_position, NULL::BLOB AS contract,
+                NULL::BLOB AS "from", NULL::BLOB AS "to", NULL::VARCHAR AS amount"""
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE acc_transfers_in AS SELECT {columns} FROM {source}")
+    return origin, 0
+
+
+def _decode_logs(logs_table: pa.Table, path: Path) -> tuple[pa.Table, int]:
+    rows: dict[str, list[object]] = {name: [] for name in TRANSFER_SCHEMA.names}
+    skipped = 0
+    logs = logs_table.to_pydict()
+    for i, line in enumerate(logs["_line"]):
+        topics = str(logs["topics"][i]).split(",") if logs["topics"][i] else []
+        contract = bytes.fromhex(str(logs["address"][i])[2:])
+        try:
+            t = decode_transfer(contract, topics, str(logs["data"][i]))
+        except ValueError as exc:
+            raise CorruptData(f"{path} line {line}: {exc}", "the log data is malformed") from None
+        if t is None:
+            skipped += bool(topics) and topics[0].lower() == TRANSFER_TOPIC_HEX
+            continue
+        for name, value in (
+            ("tx_hash", bytes.fromhex(str(logs["transaction_hash"][i])[2:])),
+            ("block_number", int(str(logs["block_number"][i]))),
+            ("kind", "token"),
+            ("log_index", int(str(logs["log_index"][i]))),
+            ("trace_position", None),
+            ("contract", t.contract),
+            ("from", t.sender),
+            ("to", t.recipient),
+            ("amount", str(t.amount)),
+        ):
+            rows[name].append(value)
+    return pa.table(rows, schema=TRANSFER_SCHEMA), skipped
 
 
 def _withdrawals(blocks: pa.Table, path: Path) -> pa.Table:

@@ -105,30 +105,40 @@ class AccountWriteResult:
     new_assets: int = 0
 
 
-def empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
-
-
 def write_account_batch(con: duckdb.DuckDBPyConnection, batch: AccountBatch) -> AccountWriteResult:
-    chain = batch.chain
-    if chain not in NATIVE:
-        raise CorruptData(f"unknown account chain {chain!r}", f"use one of {', '.join(NATIVE)}")
-    result = AccountWriteResult()
+    """Write one batch in one transaction (the Arrow tables are read in place, not copied)."""
     con.register("acc_blocks_in", batch.blocks)
     con.register("acc_txs_in", batch.txs)
     con.register("acc_transfers_in", batch.transfers)
     try:
-        with transaction(con):
-            _write(con, batch, result)
+        return write_staged(con, batch.chain, batch.source, batch.allow_missing_txs)
     finally:
         for name in ("acc_blocks_in", "acc_txs_in", "acc_transfers_in"):
             con.unregister(name)
+
+
+def write_staged(
+    con: duckdb.DuckDBPyConnection, chain: str, source: str, allow_missing_txs: bool = False
+) -> AccountWriteResult:
+    """Write a batch a source has staged itself as relations ``acc_blocks_in``, ``acc_txs_in`` and
+    ``acc_transfers_in`` with the columns of BLOCK_SCHEMA, TX_SCHEMA and TRANSFER_SCHEMA (a source that
+    transforms in SQL, like the ethereum-etl reader, skips the round trip through Arrow)."""
+    if chain not in NATIVE:
+        raise CorruptData(f"unknown account chain {chain!r}", f"use one of {', '.join(NATIVE)}")
+    result = AccountWriteResult()
+    with transaction(con):
+        _write(con, chain, source, allow_missing_txs, result)
     return result
 
 
-def _write(con: duckdb.DuckDBPyConnection, batch: AccountBatch, result: AccountWriteResult) -> None:
-    chain = batch.chain
-    _check_batch(con, batch.allow_missing_txs)
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    chain: str,
+    source: str,
+    allow_missing_txs: bool,
+    result: AccountWriteResult,
+) -> None:
+    _check_batch(con, allow_missing_txs)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE acc_blocks AS
            SELECT b.* FROM acc_blocks_in b
@@ -136,7 +146,7 @@ def _write(con: duckdb.DuckDBPyConnection, batch: AccountBatch, result: AccountW
         [chain],
     )
     n_new = int(scalar(con, "SELECT count(*) FROM acc_blocks"))
-    result.skipped = batch.blocks.num_rows - n_new
+    result.skipped = int(scalar(con, "SELECT count(*) FROM acc_blocks_in")) - n_new
     if n_new == 0:
         return
     block0, tx0, addr0 = next_ids(con)
@@ -155,7 +165,7 @@ def _write(con: duckdb.DuckDBPyConnection, batch: AccountBatch, result: AccountW
     )
     result.new_addresses = _insert_addresses(con, chain, addr0)
     result.new_assets = _ensure_assets(con, chain)
-    _insert_blocks(con, chain, batch.source)
+    _insert_blocks(con, chain, source)
     _insert_txs(con, chain)
     result.transfers = _insert_transfers(con, chain)
     result.blocks = n_new
