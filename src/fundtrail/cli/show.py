@@ -117,10 +117,32 @@ def summary(json: Json = False) -> None:
     """What the store holds, per chain: blocks, transactions, addresses, value moved."""
     with store(read_only=True) as con:
         rows = bitcoin_read.summary(con)
+        accounts = account_read.summary(con)
     if json:
-        print_json(rows)
+        print_json(rows + accounts)
         return
-    if not rows:
+    for a in accounts:
+        out.print(
+            kv_table(
+                f"Store summary: {a['chain']}",
+                [
+                    ("blocks", f"{a['blocks']:,}"),
+                    ("heights", f"{a['min_height']}..{a['max_height']}"),
+                    (
+                        "transactions",
+                        f"{a['transactions']:,} ({a['failed_transactions']:,} failed, "
+                        f"{a['transactions_without_receipt']:,} without receipt)",
+                    ),
+                    ("transfers", ", ".join(f"{k} {n:,}" for k, n in a["transfers"].items())),
+                    ("addresses", f"{a['addresses']:,}"),
+                    (
+                        "assets",
+                        f"{a['assets']:,} ({a['assets_with_unknown_decimals']:,} with unknown decimals)",
+                    ),
+                ],
+            )
+        )
+    if not rows and not accounts:
         out.print("the store is empty: ingest some blocks first")
     for r in rows:
         out.print(

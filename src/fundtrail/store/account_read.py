@@ -195,3 +195,38 @@ def address(con: duckdb.DuckDBPyConnection, c: Chain, text: str) -> JSON:
         "last_seen": iso(stats[2]),
         "assets": out,
     }
+
+
+def summary(con: duckdb.DuckDBPyConnection) -> list[JSON]:
+    """Per account chain: blocks, height range, transactions (failed, without receipt), transfers by kind,
+    addresses, assets (and how many have unknown decimals)."""
+    rows = con.execute(
+        """SELECT b.chain, count(*), min(b.height), max(b.height),
+                  (SELECT count(*) FROM account_txs t WHERE t.chain = b.chain),
+                  (SELECT count(*) FROM account_txs t WHERE t.chain = b.chain AND t.status = FALSE),
+                  (SELECT count(*) FROM account_txs t WHERE t.chain = b.chain AND t.status IS NULL),
+                  (SELECT count(*) FROM addresses a WHERE a.chain = b.chain),
+                  (SELECT count(*) FROM assets s WHERE s.chain = b.chain),
+                  (SELECT count(*) FROM assets s WHERE s.chain = b.chain AND s.decimals IS NULL)
+           FROM blocks b WHERE b.merkle_root IS NULL  -- account chains: no merkle root is stored
+           GROUP BY b.chain ORDER BY b.chain"""
+    ).fetchall()
+    kinds = con.execute("SELECT chain, kind, count(*) FROM transfers GROUP BY ALL ORDER BY ALL").fetchall()
+    out = []
+    for r in rows:
+        out.append(
+            {
+                "chain": r[0],
+                "blocks": r[1],
+                "min_height": r[2],
+                "max_height": r[3],
+                "transactions": r[4],
+                "failed_transactions": r[5],
+                "transactions_without_receipt": r[6],
+                "transfers": {k: n for c, k, n in kinds if c == r[0]},
+                "addresses": r[7],
+                "assets": r[8],
+                "assets_with_unknown_decimals": r[9],
+            }
+        )
+    return out

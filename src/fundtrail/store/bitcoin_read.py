@@ -201,7 +201,7 @@ def summary(con: duckdb.DuckDBPyConnection) -> list[JSON]:
                   (SELECT coalesce(sum(fee), 0)::BIGINT FROM transactions t WHERE t.chain = b.chain),
                   (SELECT count(*) FROM transactions t
                     WHERE t.chain = b.chain AND NOT t.is_coinbase AND t.fee IS NULL)
-           FROM blocks b GROUP BY b.chain ORDER BY b.chain"""
+           FROM blocks b WHERE b.merkle_root IS NOT NULL GROUP BY b.chain ORDER BY b.chain"""
     ).fetchall()
     return [
         {
