@@ -35,7 +35,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# npm test tools (anvil, solc) for the EVM RPC tests, pinned by package-lock.json
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund && touch $(NODE_STAMP); \
+	else echo "npm not found: the anvil tests will be skipped (install Node.js >= 20 and npm to run them)"; fi
+
+test: lint $(NODE_STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
