@@ -25,10 +25,17 @@ demo: $(STAMP)
 	    $(DATA)/bitcoin/bitcoinj-blocks/block4*.dat \
 	    $(DATA)/bitcoin/bitcoin-s-blocks/000000000000000000050f70113ab1932c195442cb49bcc4ee4d7f426c8a3295.txt \
 	    $(DATA)/bitcoin/bitcoin-s-blocks/00000000000000000008513c860373da0484f065983aeb063ebf81c172e81d48.txt
+	$(BIN)/fundtrail --db $(DB) ingest ethereum-etl \
+	    --blocks $(DATA)/ethereum-etl/test_stream/blocks_17173049_17173050/expected_blocks.json \
+	    --transactions $(DATA)/ethereum-etl/test_stream/blocks_17173049_17173050/expected_transactions.json \
+	    --logs $(DATA)/ethereum-etl/test_stream/blocks_17173049_17173050/expected_logs.json
 	$(BIN)/fundtrail --db $(DB) summary
 	$(BIN)/fundtrail --db $(DB) show block 170
 	$(BIN)/fundtrail --db $(DB) show tx f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16
 	$(BIN)/fundtrail --db $(DB) show address 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa
+	$(BIN)/fundtrail --db $(DB) show tx --chain ethereum \
+	    0xeb107a40ba73a50c79a9f2026e902d758d1c5e5e211f7a7db1b294f88f118dd0
+	$(BIN)/fundtrail --db $(DB) show address --chain ethereum 0xb9d7934878b5fb9610b3fe8a5e441e8fad7e293f
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
