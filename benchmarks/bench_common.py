@@ -6,6 +6,7 @@ import datetime as dt
 import gc
 import os
 import platform
+import ssl
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def machine() -> dict[str, Any]:
         "numba": _version("numba"),
         "duckdb": _version("duckdb"),
         "python-bitcoinlib": _version("python-bitcoinlib"),
+        "openssl": ssl.OPENSSL_VERSION,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

@@ -12,11 +12,13 @@ import hashlib
 import itertools
 import os
 from dataclasses import dataclass
+from unittest import mock
 
 import numpy as np
 from bitcoin.core import CBlock, b2lx
 
 from bench_common import BlockSet, Timing, log, timed
+from fundtrail.chains.bitcoin import sha256
 from fundtrail.chains.bitcoin.decoder import Decoded, decode_blocks
 from fundtrail.chains.bitcoin.network import MAINNET
 
@@ -31,6 +33,8 @@ class DecodeRun:
     ours_gc_on: Timing  # collector on, as an application runs
     reference_gc_on: Timing
     hash_floor: Timing  # the SHA-256 work decode_blocks must do, alone (see hashing_work)
+    ours_hashlib: Timing  # decode_blocks with its hashlib fallback (as where no libcrypto loads)
+    hash_backend: str  # what decode_blocks hashed with: the libcrypto it loaded, or "hashlib"
     sha256_calls: int
     n_bytes: int
     n_blocks: int
@@ -105,10 +109,17 @@ def run(data: BlockSet, rounds: int, inner: int) -> DecodeRun:
     n_txs = d.n_tx
     lens = hashing_work(d)
     log(f"decode: {len(data.blocks)} blocks, {n_txs} txs, {buf.shape[0] / 1e6:.2f} MB; txids agree")
-    t: dict[str, list[float]] = {k: [] for k in ("ours", "ref", "ours_gc", "ref_gc", "floor")}
+    t: dict[str, list[float]] = {k: [] for k in ("ours", "ref", "ours_gc", "ref_gc", "floor", "hashlib")}
+    lib = sha256.libcrypto()
+    backend = f"libcrypto ({lib.path}, EVP, from compiled code)" if lib else "hashlib (no libcrypto loaded)"
+    log(f"decode: hashing with {backend}")
 
     def ours() -> None:
         decode_blocks(buf, starts, ends, MAINNET)
+
+    def ours_hashlib() -> None:
+        with mock.patch.object(sha256, "libcrypto", lambda: None):  # as where no libcrypto loads
+            decode_blocks(buf, starts, ends, MAINNET)
 
     def ref() -> None:
         reference_decode(data.blocks)
@@ -119,6 +130,7 @@ def run(data: BlockSet, rounds: int, inner: int) -> DecodeRun:
         t["ours"].extend(timed(ours) for _ in range(inner))
         t["ours_gc"].extend(timed(ours, gc_off=False) for _ in range(inner))
         t["floor"].extend(timed(lambda: hash_floor(lens)) for _ in range(inner))
+        t["hashlib"].append(timed(ours_hashlib))
         log(
             f"decode: round {r + 1}/{rounds}: ours {min(t['ours']) * 1e3:.1f} ms "
             f"(hashlib floor {min(t['floor']) * 1e3:.1f} ms), reference {min(t['ref']) * 1e3:.1f} ms; "
@@ -126,5 +138,5 @@ def run(data: BlockSet, rounds: int, inner: int) -> DecodeRun:
         )
     return DecodeRun(
         Timing(t["ours"]), Timing(t["ref"]), Timing(t["ours_gc"]), Timing(t["ref_gc"]), Timing(t["floor"]),
-        2 * len(lens), int(buf.shape[0]), len(data.blocks), n_txs,
+        Timing(t["hashlib"]), backend, 2 * len(lens), int(buf.shape[0]), len(data.blocks), n_txs,
     )  # fmt: skip

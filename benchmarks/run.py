@@ -18,11 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # run from a checkout even without the editable install
 
 import bench_decode  # noqa: E402
+import bench_etl  # noqa: E402
 import bench_ingest  # noqa: E402
 from bench_common import load_blocks, log, machine, result_line  # noqa: E402
 
 DECODE_TARGET = 25.0  # decode >= 25x python-bitcoinlib
 INGEST_TARGET = 10.0  # end-to-end ingest >= 10x python-bitcoinlib's decode alone
+ETL_TARGET = 0.5  # ethereum-etl ingest >= 0.5x pyarrow's bare CSV read of the same files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             ratio_gc_on=round(ref_gc / dec.ours_gc_on.best, 2),
             met_gc_on=ref_gc / dec.ours_gc_on.best >= DECODE_TARGET,
             ours_gc_on_s=round(dec.ours_gc_on.best, 5), reference_gc_on_s=round(ref_gc, 5),
+            hash_backend=dec.hash_backend,
             hashlib_floor_s=round(dec.hash_floor.best, 5),
             sha256_calls=dec.sha256_calls,
             ratio_bound_by_hashlib=round(ref / dec.hash_floor.best, 2),
+            ours_hashlib_fallback_s=round(dec.ours_hashlib.best, 5),
+            ratio_hashlib_fallback=round(ref / dec.ours_hashlib.best, 2),
             timing=f"best of {len(dec.ours.times)} (ours) / {len(dec.reference.times)} (reference), "
             "interleaved, one thread; ratio with the garbage collector off for both (as timeit), "
             "ratio_gc_on with it on (as an application runs)",
@@ -86,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
             **common,
         ),
     ]  # fmt: skip
+    etl = bench_etl.run(args.data, copies=50 if args.quick else 200, rounds=2 if args.quick else 3)
+    lines.append(
+        result_line(
+            "ethereum_etl_ingest", etl.rows / etl.ours_s, etl.rows / etl.reference_s, "rows/s",
+            bench_etl.REFERENCE, ETL_TARGET, ours_s=round(etl.ours_s, 4),
+            reference_s=round(etl.reference_s, 4),
+            data=f"{etl.rows} rows (transactions + token transfers): the real export of blocks "
+            "17,173,049-50 replicated under new block numbers and hashes",
+            timing=f"best of {'2' if args.quick else '3'}, each into a fresh store", machine=mach,
+        )
+    )  # fmt: skip
     with args.out.open("a") as f:
         for line in lines:
             text = json.dumps(line)

@@ -1,16 +1,19 @@
 """Decode serialized Bitcoin blocks and transactions into columns, and check their integrity.
 
 ``decode_blocks`` takes a byte buffer and the byte ranges of the blocks in it, runs the compiled kernel
-once over all of them, computes txids and wtxids (double SHA-256 through hashlib), and checks each
-block: merkle root against the header (rejecting the CVE-2012-2459 mutation too), the BIP141 witness
-commitment where the block carries witness data or a commitment, and proof of work against the header's
-own target. The first block that fails raises :class:`BlockRejected` naming its hash, so a caller that
-decodes before it writes stores a block whole or not at all.
+once over all of them, then one compiled hashing pass (``sha256.hash_batch``: txids, wtxids, headers,
+merkle trees and witness merkle roots, double SHA-256 by OpenSSL's libcrypto; through hashlib when no
+libcrypto can be loaded), and checks each block: merkle root against the header (rejecting the
+CVE-2012-2459 mutation too), the BIP141 witness commitment where the block carries witness data or a
+commitment, and proof of work against the header's own target. The first block that fails raises
+:class:`BlockRejected` naming its hash, so a caller that decodes before it writes stores a block whole
+or not at all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 from dataclasses import dataclass
 from itertools import starmap
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fundtrail.chains.bitcoin import kernels
+from fundtrail.chains.bitcoin import kernels, sha256
 from fundtrail.chains.bitcoin import script as st
 from fundtrail.chains.bitcoin.address import hash160
 from fundtrail.chains.bitcoin.network import Network
@@ -28,6 +31,7 @@ from fundtrail.errors import BlockRejected, CorruptData
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
+_log = logging.getLogger(__name__)
 WITNESS_COMMITMENT_HEADER = bytes.fromhex("6a24aa21a9ed")
 _SHA256 = hashlib.sha256
 _DIGEST = type(hashlib.sha256()).digest
@@ -196,6 +200,82 @@ def _merkle_roots(leaves: U8, counts: I64) -> tuple[U8, npt.NDArray[np.bool_]]:
     return roots, mutated
 
 
+@dataclass
+class Hashes:
+    """The hashes of one batch (see ``sha256.hash_batch``)."""
+
+    txid: U8  # (n_tx, 32), display order
+    wtxid: U8  # (n_tx, 32), display order
+    header: U8  # (n_blocks, 32), display order: the block hashes
+    root: U8  # (n_blocks, 32), display order: merkle root of the txids
+    mutated: npt.NDArray[np.bool_]  # (n_blocks,): CVE-2012-2459
+    wroot: U8  # (n_blocks, 32), internal order: witness merkle root, where has_wroot
+    has_wroot: npt.NDArray[np.bool_]  # (n_blocks,): the coinbase carries a witness
+
+
+def _hash_batch(buf: U8, tx_off: I64, tx_len: I64, tx_strip_len: I64, tx_segwit: npt.NDArray[np.bool_],
+                starts: I64, seg_tx: I64, has_header: bool,
+                use_libcrypto: bool = True) -> Hashes:  # fmt: skip
+    """Every hash of the batch: one compiled pass calling libcrypto, or hashlib when libcrypto is
+    unavailable (or ``use_libcrypto`` is False). Both give the same bytes."""
+    args = (buf, tx_off, tx_len, tx_strip_len, tx_segwit, starts, seg_tx, has_header)
+    lib = sha256.libcrypto() if use_libcrypto else None
+    if lib is not None:
+        out = lib.hash_batch(*args)
+        if out is not None:
+            return Hashes(*out)
+        _log.warning("libcrypto reported a failure while hashing; hashing this batch through hashlib")
+    return _hash_batch_hashlib(*args)
+
+
+def _display(rows: U8) -> U8:
+    """(n, 32) hashes with each row's bytes reversed (internal order <-> display order), contiguous."""
+    return np.ascontiguousarray(rows[:, ::-1]).reshape(-1, 32)
+
+
+def _hash_batch_hashlib(buf: U8, tx_off: I64, tx_len: I64, tx_strip_len: I64,
+                        tx_segwit: npt.NDArray[np.bool_], starts: I64, seg_tx: I64,
+                        has_header: bool) -> Hashes:  # fmt: skip
+    """:func:`_hash_batch` through hashlib."""
+    # txids over the stripped serialization; wtxids over the full one (same as txid without witness)
+    mv = memoryview(buf)  # type: ignore[arg-type]
+    seg = np.flatnonzero(tx_segwit)
+    plain = np.flatnonzero(~tx_segwit)
+    txid_int = np.empty((tx_off.shape[0], 32), np.uint8)
+    so, pl = tx_off[plain], tx_off[plain] + tx_len[plain]
+    txid_int[plain] = _rows32(_sha256d_ranges(mv, so.tolist(), pl.tolist()))
+    wtxid_int = txid_int.copy()
+    if seg.size:
+        so, sl, se = tx_off[seg], tx_strip_len[seg], tx_off[seg] + tx_len[seg]
+        # stripped serialization: version, the bytes after marker and flag up to the witnesses, locktime
+        stripped = bytearray().join(
+            b"".join((mv[o : o + 4], mv[o + 6 : o + n - 2], mv[e - 4 : e]))
+            for o, n, e in zip(so.tolist(), sl.tolist(), se.tolist())
+        )
+        ends = np.cumsum(sl)
+        txid_int[seg] = _rows32(_sha256d_ranges(memoryview(stripped), (ends - sl).tolist(), ends.tolist()))
+        wtxid_int[seg] = _rows32(_sha256d_ranges(mv, so.tolist(), se.tolist()))
+    nb = int(starts.shape[0]) if has_header else 0
+    header = np.zeros((nb, 32), np.uint8)
+    root = np.zeros((nb, 32), np.uint8)
+    mutated = np.zeros(nb, np.bool_)
+    wroot = np.zeros((nb, 32), np.uint8)
+    has_wroot = np.zeros(nb, np.bool_)
+    if nb:
+        header = _display(_rows32(_sha256d_fixed(buf[starts[:, None] + np.arange(80)].tobytes(), 80)))
+        t0s = seg_tx[:-1]
+        counts = seg_tx[1:] - t0s
+        roots_int, mutated = _merkle_roots(txid_int, counts)
+        root = _display(roots_int)
+        # witness merkle roots: the coinbase's wtxid counts as zeros
+        has_wroot = tx_segwit[t0s] & (counts > 0)
+        wblocks = np.flatnonzero(has_wroot)
+        wleaves = wtxid_int[_ranges(t0s[wblocks], counts[wblocks])]
+        wleaves[np.cumsum(counts[wblocks]) - counts[wblocks]] = 0
+        wroot[wblocks], _ = _merkle_roots(wleaves, counts[wblocks])
+    return Hashes(_display(txid_int), _display(wtxid_int), header, root, mutated, wroot, has_wroot)
+
+
 def bip34_height(coinbase_script: bytes) -> int | None:
     """The height a BIP34 coinbase script starts with (CScript() << height), or None."""
     if not coinbase_script:
@@ -218,23 +298,20 @@ def _run_kernel(buf: U8, starts: I64, ends: I64, has_header: bool) -> tuple[Any,
 def _address_keys(
     buf: U8, out_type: U8, pay_off: I64, pay_len: I64, script_off: I64, script_len: I64
 ) -> tuple[U8, I64, npt.NDArray[np.bool_]]:
-    kinds = _KIND_OF_TYPE[out_type]
-    has = kinds >= 0
-    offs = np.where(has, pay_off, 0)
-    lens = np.where(has, pay_len, 0)
-    wunk = (out_type == st.WITNESS_UNKNOWN) | (out_type == st.ANCHOR)
-    offs[wunk] = script_off[wunk]
-    lens[wunk] = script_len[wunk]
+    data, offsets, has = kernels.address_keys(
+        buf, out_type, pay_off, pay_len, script_off, script_len, _KIND_OF_TYPE
+    )
     p2pk = np.flatnonzero(out_type == st.P2PK)
-    lens[p2pk] = 20  # gathered from the public key, then overwritten with its hash160 below
-    data, offsets = kernels.gather(buf, offs, lens, kinds)
-    if p2pk.size:
-        mv = memoryview(buf)  # type: ignore[arg-type]
-        keys = map(
-            bytes, map(mv.__getitem__, map(slice, pay_off[p2pk].tolist(), (pay_off + pay_len)[p2pk].tolist()))
-        )
-        hashes = np.frombuffer(b"".join(map(hash160, keys)), np.uint8).reshape(-1, 20)
-        data[(offsets[p2pk] + 1)[:, None] + np.arange(20)] = hashes
+    if p2pk.size:  # a P2PK output's key is the hash160 of its public key, as a P2PKH key
+        lib = sha256.libcrypto()
+        if lib is None or not lib.hash160_keys(buf, pay_off, pay_len, p2pk, data, offsets):
+            mv = memoryview(buf)  # type: ignore[arg-type]
+            keys = map(
+                bytes,
+                map(mv.__getitem__, map(slice, pay_off[p2pk].tolist(), (pay_off + pay_len)[p2pk].tolist())),
+            )
+            hashes = np.frombuffer(b"".join(map(hash160, keys)), np.uint8).reshape(-1, 20)
+            data[(offsets[p2pk] + 1)[:, None] + np.arange(20)] = hashes
     return data, offsets, has
 
 
@@ -274,10 +351,10 @@ def _decode(
     check_pow: bool,
 ) -> Decoded:
     (err, err_pos, seg_tx, seg_in, seg_out,
-     tx_off, tx_len, tx_strip_off, tx_strip_len, tx_version, tx_locktime, tx_segwit, tx_n_in, tx_n_out,
+     tx_off, tx_len, tx_strip_len, tx_version, tx_locktime, tx_segwit, tx_n_in, tx_n_out,
      in_prev, in_vout, in_seq, in_script_off, in_script_len, in_wit_items, in_wit_off, in_wit_len,
      out_value, out_script_off, out_script_len, out_type, out_pay_off, out_pay_len,
-     stripped) = _run_kernel(buf, starts, ends, has_header)  # fmt: skip
+     ) = _run_kernel(buf, starts, ends, has_header)  # fmt: skip
 
     bad = np.flatnonzero(err)
     if bad.size:
@@ -293,19 +370,8 @@ def _decode(
             raise exc
         raise CorruptData(f"transaction does not decode: {problem}", "check the input data")
 
-    # txids over the stripped serialization; wtxids over the full one (same as txid without witness)
-    n_tx = int(tx_off.shape[0])
-    txid_int = _rows32(
-        _sha256d_ranges(memoryview(stripped), tx_strip_off.tolist(), (tx_strip_off + tx_strip_len).tolist())
-    )
-    wtxid_int = txid_int.copy()
-    seg = np.flatnonzero(tx_segwit)
-    if seg.size:
-        so = tx_off[seg]
-        mv_b = memoryview(buf)  # type: ignore[arg-type]
-        wtxid_int[seg] = _rows32(_sha256d_ranges(mv_b, so.tolist(), (so + tx_len[seg]).tolist()))
-    txid = np.ascontiguousarray(txid_int[:, ::-1]).reshape(n_tx, 32)
-    wtxid = np.ascontiguousarray(wtxid_int[:, ::-1]).reshape(n_tx, 32)
+    h = _hash_batch(buf, tx_off, tx_len, tx_strip_len, tx_segwit, starts, seg_tx, has_header)
+    txid, wtxid = h.txid, h.wtxid
 
     key_data, key_offsets, has_address = _address_keys(
         buf, out_type, out_pay_off, out_pay_len, out_script_off, out_script_len
@@ -318,13 +384,12 @@ def _decode(
         out_type, key_data, key_offsets, has_address,
     )  # fmt: skip
     if has_header:
-        d.blocks = _check_blocks(d, starts, ends, txid_int, wtxid_int, heights, height_source, check_pow)
+        d.blocks = _check_blocks(d, starts, ends, h, heights, height_source, check_pow)
     return d
 
 
-def _check_blocks(d: Decoded, starts: I64, ends: I64, txid_int: U8, wtxid_int: U8,
-                  heights: list[int | None] | None, height_source: str | None,
-                  check_pow: bool) -> list[BlockInfo]:  # fmt: skip
+def _check_blocks(d: Decoded, starts: I64, ends: I64, h: Hashes, heights: list[int | None] | None,
+                  height_source: str | None, check_pow: bool) -> list[BlockInfo]:  # fmt: skip
     """Check every block, in order; the first that fails raises BlockRejected (with ``index`` set).
 
     The hashing (headers, merkle trees) and the array work are done for all blocks at once up front;
@@ -332,11 +397,10 @@ def _check_blocks(d: Decoded, starts: I64, ends: I64, txid_int: U8, wtxid_int: U
     nb = int(starts.shape[0])
     buf = d.buf
     raw_headers = buf[starts[:, None] + np.arange(80)].tobytes()
-    hashes = _rows32(_sha256d_fixed(raw_headers, 80))[:, ::-1].tobytes()  # display order
+    hashes = h.header.tobytes()
     t0s, t1s = d.seg_tx[:-1], d.seg_tx[1:]
-    counts = t1s - t0s
-    roots_int, mutated = _merkle_roots(txid_int, counts)
-    roots = roots_int[:, ::-1].tobytes()
+    mutated = h.mutated.tolist()
+    roots = h.root.tobytes()
 
     # sizes without witness data
     wit_bytes = np.concatenate([[0], np.cumsum(d.tx_len - d.tx_strip_len)])
@@ -359,12 +423,11 @@ def _check_blocks(d: Decoded, starts: I64, ends: I64, txid_int: U8, wtxid_int: U
     last[:-1] = m_block[1:] != m_block[:-1]
     commit_off = np.full(nb, -1, np.int64)
     commit_off[m_block[last]] = m_off[last]
-    # witness merkle roots, where a commitment is there to check: the coinbase's wtxid counts as zeros
-    wblocks = np.flatnonzero((commit_off >= 0) & cb_segwit)
-    wleaves = wtxid_int[_ranges(t0s[wblocks], counts[wblocks])]
-    wleaves[np.cumsum(counts[wblocks]) - counts[wblocks]] = 0
-    wroots_int, _ = _merkle_roots(wleaves, counts[wblocks])
-    wroot = dict(zip(wblocks.tolist(), map(bytes, wroots_int)))
+    # witness merkle roots (computed wherever the coinbase carries a witness), where there is a
+    # commitment to check them against
+    wblocks = np.flatnonzero((commit_off >= 0) & h.has_wroot)
+    wroot = dict(zip(wblocks.tolist(), map(bytes, h.wroot[wblocks])))
+    commit_offs, cb_segwits, size_list = commit_off.tolist(), cb_segwit.tolist(), sizes.tolist()
 
     infos: list[BlockInfo] = []
     for k, (version, prev, merkle, time, bits, nonce) in enumerate(
@@ -388,24 +451,25 @@ def _check_blocks(d: Decoded, starts: I64, ends: I64, txid_int: U8, wtxid_int: U
                     name, f"block hash is above the target of its bits 0x{header.bits:08x}",
                     "the header is corrupt, or the block is from another network (--network)",
                 )  # fmt: skip
-            witness_ok = _check_witness(d, name, k, int(commit_off[k]), bool(cb_segwit[k]), has_witness[k],
+            witness_ok = _check_witness(d, name, k, commit_offs[k], cb_segwits[k], has_witness[k],
                                         wroot.get(k))  # fmt: skip
-            height, source = _height(d, k, header, heights, height_source)
+            height, source = _height(d, k, header, name, heights, height_source)
         except BlockRejected as exc:
             exc.index = k
             raise
-        size, stripped_size = int(sizes[k]), stripped_sizes[k]
+        size, stripped_size = size_list[k], stripped_sizes[k]
         infos.append(
             BlockInfo(header, height, source, size, stripped_size, stripped_size * 3 + size, True, witness_ok)
         )
     return infos
 
 
-def _height(d: Decoded, k: int, header: BlockHeader, heights: list[int | None] | None,
+def _height(d: Decoded, k: int, header: BlockHeader, name: str, heights: list[int | None] | None,
             height_source: str | None) -> tuple[int | None, str | None]:  # fmt: skip
+    """The block's height and where it comes from (``name``: the block hash in hex)."""
     if heights is not None and heights[k] is not None:
         return heights[k], height_source
-    if header.hash.hex() == d.network.genesis_hash:
+    if name == d.network.genesis_hash:
         return 0, "genesis"
     if header.version >= 2:
         first_in = int(d.seg_in[k])

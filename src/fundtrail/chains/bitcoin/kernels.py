@@ -2,7 +2,7 @@
 
 The kernels never trust their input: every read is bounds-checked and a malformed block gets an error
 code and the offset where decoding stopped, never a crash or an out-of-bounds read. Hashing is not done
-here (hashlib, an OpenSSL binding, does it from Python over the byte ranges the kernels return).
+here: ``sha256.hash_batch`` hashes the byte ranges these kernels return.
 
 Layout is columnar: one array per field, transactions, inputs and outputs each numbered across the
 whole call, so a file of many blocks is decoded in one compiled pass.
@@ -208,10 +208,8 @@ def _walk(
     t0: int,
     i0: int,
     o0: int,
-    w0: int,
     tx_off: Any,
     tx_len: Any,
-    tx_strip_off: Any,
     tx_strip_len: Any,
     tx_version: Any,
     tx_locktime: Any,
@@ -232,60 +230,61 @@ def _walk(
     out_type: Any,
     out_pay_off: Any,
     out_pay_len: Any,
-    stripped: Any,
-) -> tuple[int, int, int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     """Walk one block (or one bare transaction). Count mode (fill=False) validates and counts; fill mode
-    writes rows starting at t0/i0/o0 and stripped bytes at w0. Returns
-    (error, error offset, n_tx, n_in, n_out, stripped bytes, end position)."""
+    writes rows starting at t0/i0/o0. Returns (error, error offset, n_tx, n_in, n_out, end position).
+
+    The stripped serialization of a SegWit transaction (what its txid hashes) is not copied: it is the
+    version (4 bytes), then the bytes from after the marker and flag up to the witnesses
+    (``tx_strip_len - 8`` of them, from offset 6), then the locktime (the last 4 bytes)."""
     pos = start
     if has_header:
         if end - start < 80:
-            return E_TRUNCATED, end, 0, 0, 0, 0, pos
+            return E_TRUNCATED, end, 0, 0, 0, pos
         pos += 80
         n_tx, pos, err = _varint(buf, pos, end)
         if err != OK:
-            return err, pos, 0, 0, 0, 0, pos
+            return err, pos, 0, 0, 0, pos
         if n_tx == 0:
-            return E_NO_TRANSACTIONS, pos, 0, 0, 0, 0, pos
+            return E_NO_TRANSACTIONS, pos, 0, 0, 0, pos
         if n_tx > (end - pos) // 60 + 1:
-            return E_SIZE, pos, 0, 0, 0, 0, pos
+            return E_SIZE, pos, 0, 0, 0, pos
     else:
         n_tx = 1
     ti = t0
     ii = i0
     oi = o0
-    wi = w0
     for _t in range(n_tx):
         txs = pos
         if pos + 4 > end:
-            return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+            return E_TRUNCATED, pos, 0, 0, 0, pos
         version = _u32(buf, pos)
         pos += 4
         n_in, pos, err = _varint(buf, pos, end)
         if err != OK:
-            return err, pos, 0, 0, 0, 0, pos
+            return err, pos, 0, 0, 0, pos
         segwit = False
         if n_in == 0:
             if pos >= end:
-                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+                return E_TRUNCATED, pos, 0, 0, 0, pos
             if buf[pos] != 1:
-                return (E_NO_INPUTS if buf[pos] == 0 else E_WITNESS_FLAG), pos, 0, 0, 0, 0, pos
+                return (E_NO_INPUTS if buf[pos] == 0 else E_WITNESS_FLAG), pos, 0, 0, 0, pos
             pos += 1
             segwit = True
             body = pos
             n_in, pos, err = _varint(buf, pos, end)
             if err != OK:
-                return err, pos, 0, 0, 0, 0, pos
+                return err, pos, 0, 0, 0, pos
             if n_in == 0:
-                return E_NO_INPUTS, pos, 0, 0, 0, 0, pos
+                return E_NO_INPUTS, pos, 0, 0, 0, pos
         if not segwit:
             body = txs + 4
         if n_in > (end - pos) // 41:
-            return E_SIZE, pos, 0, 0, 0, 0, pos
+            return E_SIZE, pos, 0, 0, 0, pos
         first_in = ii
         for _i in range(n_in):
             if pos + 36 > end:
-                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+                return E_TRUNCATED, pos, 0, 0, 0, pos
             if fill:
                 for k in range(32):
                     in_prev[ii, k] = buf[pos + 31 - k]
@@ -293,9 +292,9 @@ def _walk(
             pos += 36
             sl, pos, err = _varint(buf, pos, end)
             if err != OK:
-                return err, pos, 0, 0, 0, 0, pos
+                return err, pos, 0, 0, 0, pos
             if pos + sl + 4 > end:
-                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+                return E_TRUNCATED, pos, 0, 0, 0, pos
             if fill:
                 in_script_off[ii] = pos
                 in_script_len[ii] = sl
@@ -307,21 +306,21 @@ def _walk(
             ii += 1
         n_out, pos, err = _varint(buf, pos, end)
         if err != OK:
-            return err, pos, 0, 0, 0, 0, pos
+            return err, pos, 0, 0, 0, pos
         if n_out > (end - pos) // 9:
-            return E_SIZE, pos, 0, 0, 0, 0, pos
+            return E_SIZE, pos, 0, 0, 0, pos
         for _o in range(n_out):
             if pos + 8 > end:
-                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+                return E_TRUNCATED, pos, 0, 0, 0, pos
             value = _u64(buf, pos)
             if value > np.uint64(MAX_MONEY):
-                return E_VALUE_RANGE, pos, 0, 0, 0, 0, pos
+                return E_VALUE_RANGE, pos, 0, 0, 0, pos
             pos += 8
             sl, pos, err = _varint(buf, pos, end)
             if err != OK:
-                return err, pos, 0, 0, 0, 0, pos
+                return err, pos, 0, 0, 0, pos
             if pos + sl > end:
-                return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+                return E_TRUNCATED, pos, 0, 0, 0, pos
             if fill:
                 out_value[oi] = np.int64(value)
                 out_script_off[oi] = pos
@@ -339,26 +338,26 @@ def _walk(
                 ws = pos
                 items, pos, err = _varint(buf, pos, end)
                 if err != OK:
-                    return err, pos, 0, 0, 0, 0, pos
+                    return err, pos, 0, 0, 0, pos
                 if items > (end - pos):
-                    return E_SIZE, pos, 0, 0, 0, 0, pos
+                    return E_SIZE, pos, 0, 0, 0, pos
                 if items > 0:
                     any_witness = True
                 for _k in range(items):
                     ln, pos, err = _varint(buf, pos, end)
                     if err != OK:
-                        return err, pos, 0, 0, 0, 0, pos
+                        return err, pos, 0, 0, 0, pos
                     if pos + ln > end:
-                        return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+                        return E_TRUNCATED, pos, 0, 0, 0, pos
                     pos += ln
                 if fill:
                     in_wit_items[first_in + i] = items
                     in_wit_off[first_in + i] = ws
                     in_wit_len[first_in + i] = pos - ws
             if not any_witness:
-                return E_SUPERFLUOUS_WITNESS, wit_start, 0, 0, 0, 0, pos
+                return E_SUPERFLUOUS_WITNESS, wit_start, 0, 0, 0, pos
         if pos + 4 > end:
-            return E_TRUNCATED, pos, 0, 0, 0, 0, pos
+            return E_TRUNCATED, pos, 0, 0, 0, pos
         locktime = _u32(buf, pos)
         pos += 4
         slen = (4 + (wit_start - body) + 4) if segwit else (pos - txs)
@@ -370,19 +369,11 @@ def _walk(
             tx_segwit[ti] = segwit
             tx_n_in[ti] = n_in
             tx_n_out[ti] = n_out
-            tx_strip_off[ti] = wi
             tx_strip_len[ti] = slen
-            if segwit:
-                stripped[wi : wi + 4] = buf[txs : txs + 4]
-                stripped[wi + 4 : wi + 4 + (wit_start - body)] = buf[body:wit_start]
-                stripped[wi + slen - 4 : wi + slen] = buf[pos - 4 : pos]
-            else:
-                stripped[wi : wi + slen] = buf[txs:pos]
         ti += 1
-        wi += slen
     if pos != end:
-        return E_TRAILING, pos, 0, 0, 0, 0, pos
-    return OK, 0, ti - t0, ii - i0, oi - o0, wi - w0, pos
+        return E_TRAILING, pos, 0, 0, 0, pos
+    return OK, 0, ti - t0, ii - i0, oi - o0, pos
 
 
 @njit(cache=True)
@@ -395,13 +386,12 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
     seg_tx = np.zeros(nseg + 1, np.int64)
     seg_in = np.zeros(nseg + 1, np.int64)
     seg_out = np.zeros(nseg + 1, np.int64)
-    seg_w = np.zeros(nseg + 1, np.int64)
     e8 = np.empty(0, np.uint8)
     e64 = np.empty(0, np.int64)
     eb = np.empty(0, np.bool_)
     e2 = np.empty((0, 32), np.uint8)
     for k in range(nseg):
-        e, ep, nt, ni, no, nw, _ = _walk(
+        e, ep, nt, ni, no, _ = _walk(
             buf,
             starts[k],
             ends[k],
@@ -410,8 +400,6 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
             0,
             0,
             0,
-            0,
-            e64,
             e64,
             e64,
             e64,
@@ -434,18 +422,15 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
             e8,
             e64,
             e64,
-            e8,
         )
         err[k] = e
         err_pos[k] = ep
         seg_tx[k + 1] = seg_tx[k] + nt
         seg_in[k + 1] = seg_in[k] + ni
         seg_out[k + 1] = seg_out[k] + no
-        seg_w[k + 1] = seg_w[k] + nw
-    nt, ni, no, nw = seg_tx[nseg], seg_in[nseg], seg_out[nseg], seg_w[nseg]
+    nt, ni, no = seg_tx[nseg], seg_in[nseg], seg_out[nseg]
     tx_off = np.empty(nt, np.int64)
     tx_len = np.empty(nt, np.int64)
-    tx_strip_off = np.empty(nt, np.int64)
     tx_strip_len = np.empty(nt, np.int64)
     tx_version = np.empty(nt, np.int64)
     tx_locktime = np.empty(nt, np.int64)
@@ -466,7 +451,6 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
     out_type = np.empty(no, np.uint8)
     out_pay_off = np.empty(no, np.int64)
     out_pay_len = np.empty(no, np.int64)
-    stripped = np.empty(nw, np.uint8)
     for k in range(nseg):
         if err[k] != OK:
             continue
@@ -479,10 +463,8 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
             seg_tx[k],
             seg_in[k],
             seg_out[k],
-            seg_w[k],
             tx_off,
             tx_len,
-            tx_strip_off,
             tx_strip_len,
             tx_version,
             tx_locktime,
@@ -503,7 +485,6 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
             out_type,
             out_pay_off,
             out_pay_len,
-            stripped,
         )
     return (
         err,
@@ -513,7 +494,6 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
         seg_out,
         tx_off,
         tx_len,
-        tx_strip_off,
         tx_strip_len,
         tx_version,
         tx_locktime,
@@ -534,7 +514,6 @@ def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
         out_type,
         out_pay_off,
         out_pay_len,
-        stripped,
     )
 
 
@@ -555,6 +534,47 @@ def gather(buf: Any, offs: Any, lens: Any, prefix: Any) -> tuple[Any, Any]:
             p += 1
         data[p : p + lens[k]] = buf[offs[k] : offs[k] + lens[k]]
     return data, offsets
+
+
+@njit(cache=True)
+def address_keys(
+    buf: Any, out_type: Any, pay_off: Any, pay_len: Any, script_off: Any, script_len: Any, kind_of_type: Any
+) -> tuple[Any, Any, Any]:
+    """The address key of every output: its kind byte (``kind_of_type[type]``, < 0: no address) and
+    payload, in Arrow's variable-binary layout (int64 offsets), and which outputs have one. The payload
+    is the hash or witness program; for a witness program of an unknown version or an anchor, the whole
+    script; for P2PK, 20 zero bytes for the caller to overwrite with the hash160 of the key.
+    Returns (data, offsets, has)."""
+    n = out_type.shape[0]
+    offsets = np.empty(n + 1, np.int64)
+    has = np.empty(n, np.bool_)
+    offsets[0] = 0
+    for k in range(n):
+        t = out_type[k]
+        has[k] = kind_of_type[t] >= 0
+        ln = 0
+        if has[k]:
+            if t in (_WUNK, _ANCHOR):
+                ln = 1 + script_len[k]
+            elif t == _P2PK:
+                ln = 21
+            else:
+                ln = 1 + pay_len[k]
+        offsets[k + 1] = offsets[k] + ln
+    data = np.empty(offsets[n], np.uint8)
+    for k in range(n):
+        if not has[k]:
+            continue
+        t = out_type[k]
+        p = offsets[k]
+        data[p] = kind_of_type[t]
+        if t in (_WUNK, _ANCHOR):
+            data[p + 1 : offsets[k + 1]] = buf[script_off[k] : script_off[k] + script_len[k]]
+        elif t == _P2PK:
+            data[p + 1 : p + 21] = 0
+        else:
+            data[p + 1 : offsets[k + 1]] = buf[pay_off[k] : pay_off[k] + pay_len[k]]
+    return data, offsets, has
 
 
 @njit(cache=True)
