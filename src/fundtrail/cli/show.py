@@ -39,7 +39,11 @@ def block(
     if json:
         print_json(b)
         return
-    out.print(kv_table(f"Block {b['height'] if b['height'] is not None else ''}", list(b.items())))
+    rows: list[tuple[str, Any]] = list(b.items())
+    if "witness_commitment_ok" in b and b["witness_commitment_ok"] is None:
+        na = "not applicable (no witness data)"
+        rows = [(k, na if k == "witness_commitment_ok" else v) for k, v in rows]
+    out.print(kv_table(f"Block {b['height'] if b['height'] is not None else ''}", rows))
 
 
 @app.command("tx")
