@@ -277,3 +277,44 @@ def test_wrong_file_and_unknown_chain(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="unknown EVM chain"):
         ingest_ethereum_etl(con, "dogechain", blocks, txs)
     assert TRANSFER_TOPIC_HEX.startswith("0xddf252ad")
+
+
+def test_cli_ingest_and_show_on_ethereum(tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    db = tmp_path / "c.duckdb"
+    r = run(
+        "ingest",
+        "ethereum-etl",
+        "--blocks",
+        str(STREAM / "expected_blocks.json"),
+        "--transactions",
+        str(STREAM / "expected_transactions.json"),
+        "--logs",
+        str(STREAM / "expected_logs.json"),
+        db=db,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "298 transactions" in " ".join(r.stderr.split())
+    t = json.loads(run("show", "tx", "--chain", "ethereum", "--json", EB107, db=db).stdout)
+    assert (t["value"], t["status"], t["height"]) == (1642894143, "success", 17173049)
+    a = json.loads(run("show", "address", "--chain", "ethereum", "--json", WITHDRAWER, db=db).stdout)
+    assert {"contract", "decimals", "received", "sent", "balance"} <= a["assets"]["ETH"].keys()
+    bad = run("show", "address", "--chain", "ethereum", WITHDRAWER.replace("b9d79", "B9d79"), db=db)
+    assert bad.returncode == 2 and "EIP-55" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    unknown = run("show", "tx", "--chain", "dogechain", EB107, db=db)
+    assert unknown.returncode == 2 and "unknown chain" in unknown.stderr
+    again = run(
+        "ingest",
+        "ethereum-etl",
+        "--blocks",
+        str(STREAM / "expected_blocks.json"),
+        "--transactions",
+        str(STREAM / "expected_transactions.json"),
+        db=db,
+    )
+    assert "stored 0 blocks (2 already stored)" in " ".join(again.stderr.split())
+
+
+EB107 = "0xeb107a40ba73a50c79a9f2026e902d758d1c5e5e211f7a7db1b294f88f118dd0"
+WITHDRAWER = "0xb9d7934878b5fb9610b3fe8a5e441e8fad7e293f"
