@@ -9,6 +9,15 @@ import typer
 
 from fundtrail.chains.bitcoin.blockfile import read_xor_key
 from fundtrail.chains.bitcoin.network import network as get_network
+from fundtrail.cli.ingest_common import (
+    BatchSize,
+    Follow,
+    FromHeight,
+    PollSeconds,
+    ToHeight,
+    follow_node,
+    report_follow,
+)
 from fundtrail.cli.render import err, ingest_progress
 from fundtrail.cli.state import store
 from fundtrail.ingest.bitcoin_files import IngestSummary, ingest_block_files
@@ -56,22 +65,11 @@ def bitcoin_rpc(
         ),
     ],
     network: Network = "mainnet",
-    from_height: Annotated[
-        int | None, typer.Option("--from", help="First height (default: resume after the stored tip).")
-    ] = None,
-    to_height: Annotated[
-        int | None, typer.Option("--to", help="Last height (default: the node's tip).")
-    ] = None,
-    follow: Annotated[
-        bool,
-        typer.Option("--follow", help="After reaching the tip, keep polling for new blocks (Ctrl-C stops)."),
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Blocks per batch; each batch is one transaction.")
-    ] = DEFAULT_BATCH_BLOCKS,
-    poll_seconds: Annotated[
-        float, typer.Option("--poll-seconds", help="With --follow: seconds between looks at the node's tip.")
-    ] = DEFAULT_POLL_S,
+    from_height: FromHeight = None,
+    to_height: ToHeight = None,
+    follow: Follow = False,
+    batch_size: BatchSize = DEFAULT_BATCH_BLOCKS,
+    poll_seconds: PollSeconds = DEFAULT_POLL_S,
     rpc_cookie: Annotated[
         Path | None,
         typer.Option("--rpc-cookie", help="The node's .cookie file, instead of user:pass in --url."),
@@ -81,18 +79,15 @@ def bitcoin_rpc(
     the same checks as block files. Resumes after the stored tip, follows reorgs (rolls back to the fork
     point and re-ingests), retries transient failures; --follow keeps up with new blocks."""
     net = get_network(network)
-    with (
-        connect_node(url, net, rpc_cookie) as client,
-        store() as con,
-        ingest_progress("bitcoin rpc", "blocks") as progress,
-    ):
-        s = ingest_rpc(con, client, net, from_height, to_height, follow, batch_size, progress, poll_seconds)
-    report(s)
-    err.print(
-        f"heights {s.start_height}..{s.stored_tip} (node tip {s.node_tip}); fetched {s.fetched:,} blocks "
-        f"in {s.requests:,} requests ({s.retries:,} retried); reorgs: {s.reorgs} "
-        f"({s.rolled_back:,} blocks rolled back)"
+    s = follow_node(
+        connect_node(url, net, rpc_cookie),
+        "bitcoin rpc",
+        lambda con, client, progress: ingest_rpc(
+            con, client, net, from_height, to_height, follow, batch_size, progress, poll_seconds
+        ),
     )
+    report(s)
+    report_follow(s)
 
 
 def _register_more() -> None:

@@ -6,8 +6,16 @@ from typing import Annotated
 
 import typer
 
-from fundtrail.cli.render import err, ingest_progress
-from fundtrail.cli.state import store
+from fundtrail.cli.ingest_common import (
+    BatchSize,
+    Follow,
+    PollSeconds,
+    follow_node,
+    from_option,
+    report_follow,
+    to_option,
+)
+from fundtrail.cli.render import err
 from fundtrail.ingest.evm_rpc import (
     CHAIN_IDS,
     DEFAULT_BATCH_BLOCKS,
@@ -35,32 +43,24 @@ def evm_rpc(
         str,
         typer.Option("--chain", help=f"The node's chain: {', '.join(CHAIN_IDS)} (checked with eth_chainId)."),
     ],
-    from_height: Annotated[
-        int | None, typer.Option("--from", help="First block number (default: resume after the stored tip).")
-    ] = None,
-    to_height: Annotated[
-        int | None, typer.Option("--to", help="Last block number (default: the node's tip).")
-    ] = None,
-    follow: Annotated[
-        bool,
-        typer.Option("--follow", help="After reaching the tip, keep polling for new blocks (Ctrl-C stops)."),
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Blocks per batch; each batch is one transaction.")
-    ] = DEFAULT_BATCH_BLOCKS,
-    poll_seconds: Annotated[
-        float, typer.Option("--poll-seconds", help="With --follow: seconds between looks at the node's tip.")
-    ] = DEFAULT_POLL_S,
+    from_height: Annotated[int | None, from_option("block number")] = None,
+    to_height: Annotated[int | None, to_option("block number")] = None,
+    follow: Follow = False,
+    batch_size: BatchSize = DEFAULT_BATCH_BLOCKS,
+    poll_seconds: PollSeconds = DEFAULT_POLL_S,
 ) -> None:
     """Ingest an EVM chain from a node's standard JSON-RPC (eth_getBlockByNumber, eth_getBlockReceipts or
     eth_getTransactionReceipt, trace_block or debug_traceBlockByNumber when offered): native, fee, token,
     internal and withdrawal transfers, token symbol and decimals from the contracts. Resumes after the
     stored tip, follows reorgs, retries transient failures; --follow keeps up with new blocks."""
     check_options(chain, from_height, to_height, batch_size, poll_seconds)  # before the store is opened
-    with connect_node(url) as client, store() as con, ingest_progress(f"{chain} rpc", "blocks") as progress:
-        s = ingest_evm_rpc(
+    s = follow_node(
+        connect_node(url),
+        f"{chain} rpc",
+        lambda con, client, progress: ingest_evm_rpc(
             con, client, chain, from_height, to_height, follow, batch_size, progress, poll_seconds
-        )
+        ),
+    )
     report(s)
 
 
@@ -71,11 +71,10 @@ def report(s: EvmRpcSummary) -> None:
         f"{s.withdrawals:,} withdrawals, the rest native value and fees), {s.new_addresses:,} new addresses, "
         f"{s.new_assets:,} new assets"
     )
-    err.print(
-        f"heights {s.start_height}..{s.stored_tip} (node tip {s.node_tip}); fetched {s.fetched:,} blocks "
-        f"in {s.requests:,} requests ({s.retries:,} retried); receipts: {s.receipts}; traces: {s.traces}; "
-        f"token contracts asked for metadata: {s.tokens_asked:,} ({s.tokens_described:,} answered); "
-        f"reorgs: {s.reorgs} ({s.rolled_back:,} blocks rolled back)"
+    report_follow(
+        s,
+        more=f"receipts: {s.receipts}; traces: {s.traces}; token contracts asked for metadata: "
+        f"{s.tokens_asked:,} ({s.tokens_described:,} answered); ",
     )
     if s.traces == "unavailable":
         err.print(

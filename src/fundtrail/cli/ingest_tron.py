@@ -6,8 +6,16 @@ from typing import Annotated
 
 import typer
 
-from fundtrail.cli.render import err, ingest_progress
-from fundtrail.cli.state import store
+from fundtrail.cli.ingest_common import (
+    BatchSize,
+    Follow,
+    FromHeight,
+    PollSeconds,
+    ToHeight,
+    follow_node,
+    report_follow,
+)
+from fundtrail.cli.render import err
 from fundtrail.ingest.tron_http import (
     DEFAULT_BATCH_BLOCKS,
     DEFAULT_POLL_S,
@@ -30,22 +38,11 @@ def tron(
             help="The node's HTTP API: http://host:8090 (java-tron full node) or https://api.trongrid.io.",
         ),
     ],
-    from_height: Annotated[
-        int | None, typer.Option("--from", help="First height (default: resume after the stored tip).")
-    ] = None,
-    to_height: Annotated[
-        int | None, typer.Option("--to", help="Last height (default: the node's tip).")
-    ] = None,
-    follow: Annotated[
-        bool,
-        typer.Option("--follow", help="After reaching the tip, keep polling for new blocks (Ctrl-C stops)."),
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Blocks per batch; each batch is one transaction.")
-    ] = DEFAULT_BATCH_BLOCKS,
-    poll_seconds: Annotated[
-        float, typer.Option("--poll-seconds", help="With --follow: seconds between looks at the node's tip.")
-    ] = DEFAULT_POLL_S,
+    from_height: FromHeight = None,
+    to_height: ToHeight = None,
+    follow: Follow = False,
+    batch_size: BatchSize = DEFAULT_BATCH_BLOCKS,
+    poll_seconds: PollSeconds = DEFAULT_POLL_S,
     api_key: Annotated[
         str | None,
         typer.Option("--api-key", help="API key for TronGrid-style gateways (sent as TRON-PRO-API-KEY)."),
@@ -55,12 +52,13 @@ def tron(
     gettransactioninfobyblocknum): TRX transfers, TRC-20 Transfer logs (USDT first), internal TRX
     transfers and fees. Resumes after the stored tip, follows reorgs, retries transient failures;
     --follow keeps up with new blocks."""
-    with (
-        connect_node(url, api_key) as client,
-        store() as con,
-        ingest_progress("tron", "blocks") as progress,
-    ):
-        s = ingest_tron(con, client, from_height, to_height, follow, batch_size, progress, poll_seconds)
+    s = follow_node(
+        connect_node(url, api_key),
+        "tron",
+        lambda con, client, progress: ingest_tron(
+            con, client, from_height, to_height, follow, batch_size, progress, poll_seconds
+        ),
+    )
     report(s)
 
 
@@ -70,12 +68,8 @@ def report(s: TronIngestSummary) -> None:
         f"{s.transfers:,} transfers ({s.token_transfers:,} TRC-20, {s.internal_transfers:,} internal), "
         f"{s.new_addresses:,} new addresses"
     )
-    err.print(
-        f"heights {s.start_height}..{s.stored_tip} (node tip {s.node_tip}); fetched {s.fetched:,} blocks "
-        f"({'getblockbylimitnext' if s.limitnext else 'getblockbynum'}) and {s.info_requests:,} receipt "
-        f"lists in {s.requests:,} requests ({s.retries:,} retried); reorgs: {s.reorgs} "
-        f"({s.rolled_back:,} blocks rolled back)"
-    )
+    method = "getblockbylimitnext" if s.limitnext else "getblockbynum"
+    report_follow(s, fetched=f" ({method}) and {s.info_requests:,} receipt lists")
     skipped = {
         "non-standard Transfer logs": s.odd_transfer_logs,
         "internal transactions with a negative callValue": s.negative_call_values,

@@ -16,13 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fundtrail.chains.assets import EVM_CHAINS
 from fundtrail.chains.evm.logs import TRANSFER_TOPIC_HEX, decode_transfer
 from fundtrail.errors import CorruptData, InvalidInput
 from fundtrail.ingest.etl_files import read_export
-from fundtrail.store.account_write import BEACON, TRANSFER_SCHEMA, AccountWriteResult, write_staged
+from fundtrail.store.account_write import (
+    BEACON,
+    TRANSFER_SCHEMA,
+    AccountBatch,
+    AccountWriteResult,
+    write_account_batch,
+)
 from fundtrail.store.db import first
 
 H32 = "0x[0-9a-fA-F]{64}"
@@ -127,21 +135,25 @@ def ingest_ethereum_etl(
         con.register(f"raw_{kind}", table)
     try:
         _validate(con, tables, paths)
-        _stage_blocks(con)
-        _stage_transactions(con, "receipts" in tables)
-        summary.token_transfers_from, summary.logs_skipped = _stage_token_transfers(con, tables, paths)
+        for kind, table in tables.items():
+            con.unregister(f"raw_{kind}")
+            con.register(f"raw_{kind}", _with_keys(table, kind))
+        blocks_in = con.sql(_BLOCKS).to_arrow_table()
+        txs_in = con.sql(_transactions_sql("receipts" in tables)).to_arrow_table()
+        transfers_in, summary.token_transfers_from, summary.logs_skipped = _token_transfers(
+            con, tables, paths
+        )
         withdrawals = _withdrawals(tables["blocks"], paths["blocks"])
         summary.withdrawals = withdrawals.num_rows
         if withdrawals.num_rows:
-            con.register("etl_withdrawals", withdrawals)
-            con.execute("INSERT INTO acc_transfers_in SELECT * FROM etl_withdrawals")
-            con.unregister("etl_withdrawals")
-        summary.written = write_staged(con, chain, f"ethereum-etl:{blocks.name}", allow_missing_transactions)
+            transfers_in = pa.concat_tables([transfers_in.cast(TRANSFER_SCHEMA), withdrawals])
+        batch = AccountBatch(
+            chain, blocks_in, txs_in, transfers_in, f"ethereum-etl:{blocks.name}", allow_missing_transactions
+        )
+        summary.written = write_account_batch(con, batch)
     finally:
         for kind in tables:
             con.unregister(f"raw_{kind}")
-        for name in ("acc_blocks_in", "acc_txs_in", "acc_transfers_in"):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
     return summary
 
 
@@ -153,23 +165,76 @@ def _complete(table: pa.Table, kind: str) -> pa.Table:
     return table
 
 
+# pattern -> (prefix "0x", min length, max length, even length, byte class of the rest); TOPICS is
+# checked with its regular expression (logs only)
+_SHAPES: dict[str, tuple[bool, int, int, bool, str]] = {
+    H32: (True, 66, 66, False, "hex"),
+    ADDR: (True, 42, 42, False, "hex"),
+    UINT: (False, 1, 78, False, "digit"),
+    HEX: (True, 2, 2**62, True, "hex"),
+    STATUS: (False, 1, 1, False, "status"),
+}
+
+
+def _outside(data: np.ndarray, cls: str) -> np.ndarray:
+    """Per byte: not of the class (uint8 arithmetic wraps, so one comparison bounds a range)."""
+    if cls == "digit":
+        return (data - 48) > 9
+    if cls == "status":
+        return (data - 48) > 1
+    return ((data - 48) > 9) & (((data | 32) - 97) > 5)
+
+
+def _bad_values(chunk: pa.Array, pattern: str, nullable: bool) -> np.ndarray:
+    """Per value of one chunk of a string column: does it fail ``pattern`` (or is it a forbidden null)?
+    The byte checks run over the chunk's data buffer at once, not value by value."""
+    n = len(chunk)
+    valid = np.ones(n, bool) if chunk.null_count == 0 else chunk.is_valid().to_numpy(zero_copy_only=False)
+    if pattern not in _SHAPES:
+        matches = pc.match_substring_regex(chunk, f"^(?:{pattern})$").fill_null(False)
+        ok = matches.to_numpy(zero_copy_only=False)
+    else:
+        prefix, lo, hi, even, cls = _SHAPES[pattern]
+        width = 8 if pa.types.is_large_string(chunk.type) else 4
+        offsets = np.frombuffer(
+            chunk.buffers()[1], np.int64 if width == 8 else np.int32, count=n + 1, offset=chunk.offset * width
+        ).astype(np.int64)
+        buffer = chunk.buffers()[2]
+        data = np.frombuffer(buffer, np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+        starts = offsets[:-1]
+        lengths = offsets[1:] - starts
+        ok = (lengths >= lo) & (lengths <= hi)
+        if even:
+            ok &= lengths % 2 == 0
+        if len(data) and n:
+            last = len(data) - 1
+            if prefix:
+                ok &= (data[np.minimum(starts, last)] == 48) & (data[np.minimum(starts + 1, last)] == 120)
+            wrong = np.flatnonzero(_outside(data[offsets[0] : offsets[-1]], cls)) + offsets[0]
+            rows = np.searchsorted(offsets, wrong, side="right") - 1
+            if prefix:  # the x of a row's 0x is checked above
+                rows = rows[wrong != starts[rows] + 1]
+            ok[rows] = False
+    return np.where(valid, ~ok, not nullable)
+
+
 def _validate(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], paths: dict[str, Path]) -> None:
-    """Every column against its pattern, one scan per file; the first bad value (by line) is reported."""
-    for kind in tables:
-        rules = list(RULES[kind].items())
-        checks = ", ".join(
-            f"""min(_line) FILTER (WHERE {"" if nullable else f'"{col}" IS NULL OR '}"""
-            f"""NOT regexp_full_match("{col}", '{pattern}'))"""
-            for col, (pattern, nullable) in rules
-        )
-        lines = first(con, f"SELECT {checks} FROM raw_{kind}")
-        assert lines is not None
-        failing = [(line, i) for i, line in enumerate(lines) if line is not None]
+    """Every value of every column against its pattern; the first bad value (by line) is reported."""
+    for kind, table in tables.items():
+        failing: list[tuple[int, int, int]] = []
+        lines = table["_line"].to_numpy()
+        for i, (col, (pattern, nullable)) in enumerate(RULES[kind].items()):
+            bad = np.concatenate(
+                [_bad_values(c, pattern, nullable) for c in table[col].chunks] or [np.zeros(0, bool)]
+            )
+            if bad.any():
+                row = int(np.argmax(bad))
+                failing.append((int(lines[row]), i, row))
         if failing:
-            line, i = min(failing)
-            col, (pattern, _) = rules[i]
-            value = first(con, f'SELECT "{col}" FROM raw_{kind} WHERE _line = ?', [line])
-            shown = "empty" if value is None or value[0] is None else repr(str(value[0])[:80])
+            line, i, row = min(failing)
+            col, (pattern, _) = list(RULES[kind].items())[i]
+            value = table[col][row].as_py()
+            shown = "empty" if value is None else repr(str(value)[:80])
             raise CorruptData(
                 f"{paths[kind]} line {line}: column {col} is {shown}, expected {pattern}",
                 "fix or re-export the file; nothing was stored",
@@ -186,7 +251,8 @@ def _validate(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], paths
             "or repeated)",
             "sort the blocks file by number and remove duplicates",
         )
-    dup = first(
+    hashes = tables["transactions"]["hash"]
+    dup = len(pc.unique(pc.ascii_lower(hashes))) != len(hashes) and first(
         con,
         """SELECT min(_line), min(hash) FROM raw_transactions
            GROUP BY lower(hash) HAVING count(*) > 1 LIMIT 1""",
@@ -198,74 +264,119 @@ def _validate(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], paths
         )
 
 
-def _stage_blocks(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE acc_blocks_in AS
-           SELECT number::BIGINT AS number, unhex(substr(hash, 3)) AS hash,
-                  unhex(substr(parent_hash, 3)) AS parent_hash, timestamp::BIGINT AS time,
-                  transaction_count::INTEGER AS tx_count, unhex(substr(miner, 3)) AS miner,
-                  gas_used::BIGINT AS gas_used, base_fee_per_gas AS base_fee, size::INTEGER AS size
-           FROM raw_blocks"""
+# hex columns decoded once, in Arrow, into ``<column>_bin`` (the number of leading bytes kept, or all)
+_KEYS: dict[str, dict[str, int | None]] = {
+    "blocks": {"hash": None, "parent_hash": None, "miner": None},
+    "transactions": {
+        "hash": None,
+        "from_address": None,
+        "to_address": None,
+        "receipt_contract_address": None,
+        "input": 4,
+    },
+    "receipts": {"transaction_hash": None, "contract_address": None},
+    "token_transfers": {
+        "transaction_hash": None,
+        "token_address": None,
+        "from_address": None,
+        "to_address": None,
+    },
+}
+
+
+def _layout(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string chunk's offsets (int64) and data bytes, as arrays over its buffers."""
+    wide = pa.types.is_large_string(chunk.type)
+    offsets = np.frombuffer(
+        chunk.buffers()[1],
+        np.int64 if wide else np.int32,
+        count=len(chunk) + 1,
+        offset=chunk.offset * (8 if wide else 4),
+    ).astype(np.int64)
+    buffer = chunk.buffers()[2]
+    return offsets, np.frombuffer(buffer, np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+
+
+def _unhex(chunk: pa.Array, nbytes: int | None) -> pa.Array:
+    """Validated ``0x`` hex values as bytes: all of them, or the first ``nbytes`` (null where shorter)."""
+    n = len(chunk)
+    offsets, data = _layout(chunk)
+    starts = offsets[:-1]
+    lengths = offsets[1:] - starts
+    valid = np.ones(n, bool) if chunk.null_count == 0 else chunk.is_valid().to_numpy(zero_copy_only=False)
+    keep = valid & (lengths >= 2 + 2 * (nbytes or 0))
+    widths = np.where(keep, (lengths - 2) // 2 if nbytes is None else nbytes, 0)
+    out = np.zeros(n + 1, np.int64)
+    np.cumsum(widths, out=out[1:])
+    width = int(widths[keep][0]) if keep.any() else 0
+    if nbytes is None and int(lengths[~keep].sum()) == 0 and bool((widths[keep] == width).all()):
+        chars = data[offsets[0] : offsets[-1]].reshape(-1, 2 + 2 * width)[:, 2:].reshape(-1)
+    else:  # gather each kept value's hex digits
+        rows = np.repeat(np.flatnonzero(keep), widths[keep])
+        at = np.arange(int(out[-1]), dtype=np.int64) - out[rows]
+        pairs = (starts[rows] + 2 + 2 * at)[:, None] + np.array([0, 1])
+        chars = data[pairs.reshape(-1)]
+    nibbles = (chars & 15) + 9 * (chars >> 6)
+    raw = (nibbles[0::2] << 4) | nibbles[1::2]
+    validity = None if keep.all() else pa.py_buffer(np.packbits(keep, bitorder="little"))
+    return pa.Array.from_buffers(
+        pa.binary(), n, [validity, pa.py_buffer(out.astype(np.int32)), pa.py_buffer(raw.astype(np.uint8))]
     )
 
 
-def _stage_transactions(con: duckdb.DuckDBPyConnection, with_receipts: bool) -> None:
+def _with_keys(table: pa.Table, kind: str) -> pa.Table:
+    for col, nbytes in _KEYS.get(kind, {}).items():
+        chunks = [_unhex(c, nbytes) for c in table[col].chunks]
+        table = table.append_column(f"{col}_bin", pa.chunked_array(chunks, pa.binary()))
+    return table
+
+
+_BLOCKS = """SELECT number::BIGINT AS number, hash_bin AS hash, parent_hash_bin AS parent_hash,
+                    timestamp::BIGINT AS time, transaction_count::INTEGER AS tx_count, miner_bin AS miner,
+                    gas_used::BIGINT AS gas_used, base_fee_per_gas AS base_fee, size::INTEGER AS size
+             FROM raw_blocks"""
+
+
+def _transactions_sql(with_receipts: bool) -> str:
     receipts = (
-        "LEFT JOIN raw_receipts r ON lower(r.transaction_hash) = lower(t.hash)"
+        "LEFT JOIN raw_receipts r ON r.transaction_hash_bin = t.hash_bin"
         if with_receipts
         else "LEFT JOIN (SELECT NULL AS gas_used, NULL AS status, NULL AS effective_gas_price, "
-        "NULL AS contract_address) r ON FALSE"
+        "NULL::BLOB AS contract_address_bin) r ON FALSE"
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE acc_txs_in AS
-            SELECT t.block_number::BIGINT AS block_number, t.transaction_index::INTEGER AS position,
-                   unhex(substr(t.hash, 3)) AS hash, unhex(substr(t.from_address, 3)) AS "from",
-                   unhex(substr(t.to_address, 3)) AS "to",
+    return f"""SELECT t.block_number::BIGINT AS block_number, t.transaction_index::INTEGER AS position,
+                   t.hash_bin AS hash, t.from_address_bin AS "from", t.to_address_bin AS "to",
                    CASE WHEN t.to_address IS NULL
-                        THEN unhex(substr(coalesce(t.receipt_contract_address, r.contract_address), 3)) END
-                        AS created,
+                        THEN coalesce(t.receipt_contract_address_bin, r.contract_address_bin) END AS created,
                    t.value AS value, t.nonce::BIGINT AS nonce, t.gas::BIGINT AS gas, t.gas_price AS gas_price,
                    coalesce(t.receipt_gas_used, r.gas_used)::BIGINT AS gas_used,
                    (coalesce(t.receipt_gas_used, r.gas_used)::HUGEINT
                     * coalesce(t.receipt_effective_gas_price, r.effective_gas_price, t.gas_price)::HUGEINT
-                   )::BIGNUM AS fee,
+                   )::VARCHAR AS fee,
                    CASE coalesce(t.receipt_status, r.status) WHEN '1' THEN TRUE WHEN '0' THEN FALSE END
                         AS status,
-                   t.transaction_type::INTEGER AS tx_type,
-                   CASE WHEN length(t.input) >= 10 THEN unhex(substr(t.input, 3, 8)) END AS method
+                   t.transaction_type::INTEGER AS tx_type, t.input_bin AS method
             FROM raw_transactions t {receipts}"""
-    )
 
 
-def _stage_token_transfers(
+def _token_transfers(
     con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], paths: dict[str, Path]
-) -> tuple[str, int]:
-    """Stage ``acc_transfers_in`` with the token transfers; returns where they came from and how many
-    Transfer-signature logs were not of the 3-topic form."""
+) -> tuple[pa.Table, str, int]:
+    """The token transfers, where they came from and how many Transfer-signature logs were not of the
+    3-topic form."""
     if "logs" in tables:
         decoded, skipped = _decode_logs(tables["logs"], paths["logs"])
-        con.register("etl_decoded_logs", decoded)
-        con.execute("CREATE OR REPLACE TEMP TABLE acc_transfers_in AS SELECT * FROM etl_decoded_logs")
-        con.unregister("etl_decoded_logs")
-        return "logs", skipped
-    if "token_transfers" in tables:
-        source = "raw_token_transfers"
-        origin = "token_transfers"
-    else:
-        source = "(SELECT * FROM raw_blocks WHERE FALSE)"
-        origin = "none"
-    columns = (
-        """unhex(substr(transaction_hash, 3)) AS tx_hash, block_number::BIGINT AS block_number,
-           'token' AS kind, log_index::INTEGER AS log_index, NULL::VARCHAR AS trace_position,
-           unhex(substr(token_address, 3)) AS contract, unhex(substr(from_address, 3)) AS "from",
-           unhex(substr(to_address, 3)) AS "to", value AS amount"""
-        if origin != "none"
-        else """NULL::BLOB AS tx_hash, NULL::BIGINT AS block_number, NULL::VARCHAR AS kind,
-                NULL::INTEGER AS log_index, NULL::VARCHAR AS trace_position, NULL::BLOB AS contract,
-                NULL::BLOB AS "from", NULL::BLOB AS "to", NULL::VARCHAR AS amount"""
-    )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE acc_transfers_in AS SELECT {columns} FROM {source}")
-    return origin, 0
+        return decoded, "logs", skipped
+    if "token_transfers" not in tables:
+        return TRANSFER_SCHEMA.empty_table(), "none", 0
+    table = con.sql(
+        """SELECT transaction_hash_bin AS tx_hash, block_number::BIGINT AS block_number, 'token' AS kind,
+                  log_index::INTEGER AS log_index, NULL::VARCHAR AS trace_position,
+                  token_address_bin AS contract, from_address_bin AS "from", to_address_bin AS "to",
+                  value AS amount
+           FROM raw_token_transfers"""
+    ).to_arrow_table()
+    return table, "token_transfers", 0
 
 
 def _decode_logs(logs_table: pa.Table, path: Path) -> tuple[pa.Table, int]:

@@ -9,7 +9,7 @@ method is chosen once per run) and, for token contracts fundtrail knows nothing 
 (:mod:`fundtrail.chains.evm.rpc_decode`), checked to chain (each block's parent hash is the block below)
 and written as one :class:`~fundtrail.store.account_write.AccountBatch`: a batch is stored whole or not.
 
-Resume, reorgs and --follow work as for Bitcoin (:mod:`fundtrail.ingest.bitcoin_rpc`): a run starts after
+Resume, reorgs and --follow are :mod:`fundtrail.ingest.follow`'s, as for Bitcoin and TRON: a run starts after
 the highest stored height whose hash the node agrees with; a stored tip the node no longer has is walked
 back to the fork point, rolled back in one transaction and ingested again.
 """
@@ -26,9 +26,11 @@ import pyarrow as pa
 
 from fundtrail.chains.assets import token
 from fundtrail.chains.evm import rpc_decode as rd
-from fundtrail.errors import CorruptData, InvalidInput
+from fundtrail.errors import CorruptData, FundtrailError, InvalidInput
+from fundtrail.ingest.follow import ChainChanged, Follower, FollowSummary
+from fundtrail.ingest.follow import check_options as follow_options
 from fundtrail.ingest.jsonrpc import JsonRpcClient, RpcError, parse_url
-from fundtrail.ingest.progress import Progress, ProgressFn, no_progress
+from fundtrail.ingest.progress import ProgressFn, no_progress
 from fundtrail.store.account_write import (
     BEACON,
     BLOCK_SCHEMA,
@@ -39,7 +41,7 @@ from fundtrail.store.account_write import (
     write_account_batch,
 )
 from fundtrail.store.assets import ContractMetadata, contracts_with_metadata, set_contract_metadata
-from fundtrail.store.db import scalar, transaction
+from fundtrail.store.db import transaction
 
 CHAIN_IDS = {"ethereum": 1, "bsc": 56, "polygon": 137, "arbitrum": 42161, "optimism": 10, "base": 8453,
              "avalanche": 43114, "anvil": 31337}  # fmt: skip
@@ -48,7 +50,6 @@ BLOCKS_PER_REQUEST = 10  # full blocks, block receipts or block traces per HTTP 
 RECEIPTS_PER_REQUEST = 100  # eth_getTransactionReceipt calls per HTTP request (the fallback)
 CALLS_PER_REQUEST = 150  # eth_call per HTTP request (3 per token contract)
 DEFAULT_POLL_S = 5.0  # --follow: seconds between looks at the node's tip
-WALKBACK_WINDOW = 16  # heights compared per request while looking for a fork point (doubles each time)
 MAX_RESTARTS = 5  # a batch started again this often in a row (blocks that do not chain) is an error
 DEFAULT_PORT = 8545
 UNREACHABLE_FIX = "check --url and that the node serves JSON-RPC over HTTP (geth: --http)"
@@ -58,14 +59,8 @@ CALL_TRACER = {"tracer": "callTracer"}
 
 
 @dataclass
-class EvmRpcSummary:
+class EvmRpcSummary(FollowSummary):
     chain: str
-    start_height: int | None = None  # first height this run looked at
-    stored_tip: int | None = None  # highest height stored (and agreed with the node) at the end
-    node_tip: int | None = None
-    blocks: int = 0
-    skipped: int = 0  # blocks already stored
-    txs: int = 0
     transfers: int = 0  # every transfer row written (native, fee, token, internal, withdrawal)
     token_transfers: int = 0
     internal_transfers: int = 0
@@ -75,11 +70,6 @@ class EvmRpcSummary:
     new_assets: int = 0
     tokens_asked: int = 0  # token contracts asked for decimals()/symbol()/name()
     tokens_described: int = 0  # ... that answered at least one of them
-    fetched: int = 0  # blocks downloaded with their transactions
-    rolled_back: int = 0
-    reorgs: int = 0
-    requests: int = 0
-    retries: int = 0
     receipts: str = "none needed"  # eth_getBlockReceipts or eth_getTransactionReceipt
     traces: str = "not checked"  # trace_block, debug_traceBlockByNumber or unavailable
     traces_unreadable: int = 0  # value-moving trace frames the node did not state in full
@@ -99,14 +89,9 @@ def check_options(
 ) -> None:
     """The job's options, checked before anything is opened or asked (invalid input names the option)."""
     chain_id(chain)
-    if start is not None and start < 0:
-        raise InvalidInput(f"--from {start} is negative", "give a block number of 0 or more")
-    if stop is not None and (stop < 0 or (start is not None and stop < start)):
-        raise InvalidInput(f"--to {stop} is below --from {start or 0}", "give --to >= --from")
-    if batch_size < 1:
-        raise InvalidInput(f"--batch-size {batch_size} is below 1", "give a number of blocks, e.g. 20")
-    if poll_seconds <= 0:
-        raise InvalidInput(f"--poll-seconds {poll_seconds} is not positive", "give seconds, e.g. 5")
+    follow_options(
+        start, stop, batch_size, poll_seconds, DEFAULT_BATCH_BLOCKS, DEFAULT_POLL_S, "block number"
+    )
 
 
 def connect_node(url: str) -> JsonRpcClient:
@@ -143,65 +128,29 @@ def ingest_evm_rpc(
     check_options(chain, start, stop, batch_size, poll_seconds)
     job = _Job(con, client, chain, batch_size, progress)
     job.check_chain()
-    try:
-        job.run(start, stop, follow, poll_seconds, sleep)
-    finally:
-        job.summary.requests = client.stats.requests
-        job.summary.retries = client.stats.retries
-    return job.summary
+    return job.run(start, stop, follow, poll_seconds, sleep, client.stats)
 
 
-class _Job:
+class _Job(Follower[EvmRpcSummary]):
+    max_restarts = MAX_RESTARTS
+
     def __init__(self, con: duckdb.DuckDBPyConnection, client: JsonRpcClient, chain: str, batch_size: int,
                  progress: ProgressFn) -> None:  # fmt: skip
-        self.con = con
+        super().__init__(con, chain, client.endpoint.display, EvmRpcSummary(chain), batch_size, progress)
         self.client = client
-        self.chain = chain
-        self.batch_size = batch_size
-        self.progress = progress
-        self.summary = EvmRpcSummary(chain)
         self.source = f"rpc:{client.endpoint.host}"
-        self.where = client.endpoint.display
         self.block_receipts: bool | None = None  # eth_getBlockReceipts works (None: not tried yet)
         self.asked: set[bytes] = set()  # token contracts asked for metadata in this run
-        self._rolled = False
-        self._restarts = 0
 
-    def run(self, start: int | None, stop: int | None, follow: bool, poll_seconds: float,
-            sleep: Callable[[float], None]) -> None:  # fmt: skip
-        nxt = start
-        while True:
-            node_tip = self._node_tip()
-            agreed = self._reconcile(node_tip)
-            if nxt is None:
-                nxt = agreed + 1
-            elif self._rolled:
-                nxt = min(nxt, agreed + 1)  # re-ingest what the reorg removed
-            self._rolled = False
-            if self.summary.start_height is None:
-                self.summary.start_height = nxt
-            target = node_tip if stop is None else min(stop, node_tip)
-            while nxt <= target:
-                end = min(nxt + self.batch_size - 1, target)
-                done = self._batch(nxt, end, node_tip)
-                if done is None:  # the node's chain changed under us: reconcile, then go on
-                    self._restarts += 1
-                    if self._restarts > MAX_RESTARTS:
-                        raise CorruptData(
-                            f"the node at {self.where} keeps answering blocks {nxt}..{end} that do not chain "
-                            f"onto each other or the stored ones ({MAX_RESTARTS} tries)",
-                            "check the node (still syncing? several nodes behind one URL?)",
-                        )
-                    break
-                self._restarts = 0
-                nxt = done + 1
-                self._report(nxt - 1, target)
-            else:
-                self.summary.stored_tip = self._stored_tip()
-                if not follow or (stop is not None and nxt > stop):
-                    return
-                self._report(nxt - 1, target, "waiting for new blocks")
-                sleep(poll_seconds)
+    def restarts_exhausted(self, lo: int, hi: int, why: str) -> FundtrailError:
+        return CorruptData(
+            f"the node at {self.where} keeps answering blocks {lo}..{hi} that do not chain "
+            f"onto each other or the stored ones ({MAX_RESTARTS} tries)",
+            "check the node (still syncing? several nodes behind one URL?)",
+        )
+
+    def remove_above(self, fork: int) -> int:
+        return rollback_account_above(self.con, self.chain, fork)
 
     # -- node ------------------------------------------------------------------------------------------
 
@@ -224,10 +173,8 @@ class _Job:
             )
         return int(value, 16)
 
-    def _node_tip(self) -> int:
-        tip = self._quantity(self.client.call("eth_blockNumber"), "eth_blockNumber")
-        self.summary.node_tip = tip
-        return tip
+    def ask_tip(self) -> int:
+        return self._quantity(self.client.call("eth_blockNumber"), "eth_blockNumber")
 
     def _blocks(
         self, heights: Sequence[int], full: bool, extra: Sequence[int] = ()
@@ -241,83 +188,32 @@ class _Job:
             out += [None if a is None else rd.parse_block(a, h, f) for a, (h, f) in zip(answers, part)]
         return out
 
-    def _node_hashes(self, heights: Sequence[int]) -> list[bytes | None]:
+    def ask_hashes(self, heights: Sequence[int]) -> list[bytes | None]:
         return [None if b is None else b.hash for b in self._blocks(heights, False)]
-
-    # -- store -----------------------------------------------------------------------------------------
-
-    def _stored_tip(self) -> int | None:
-        tip = scalar(self.con, "SELECT max(height) FROM blocks WHERE chain = ?", [self.chain])
-        return None if tip is None else int(tip)
-
-    def _stored(self, lo: int, hi: int) -> dict[int, set[bytes]]:
-        rows = self.con.execute(
-            "SELECT height, hash FROM blocks WHERE chain = ? AND height BETWEEN ? AND ?", [self.chain, lo, hi]
-        ).fetchall()
-        out: dict[int, set[bytes]] = {}
-        for height, h in rows:
-            out.setdefault(int(height), set()).add(bytes(h))
-        return out
-
-    # -- reorgs ----------------------------------------------------------------------------------------
-
-    def _reconcile(self, node_tip: int) -> int:
-        """The highest stored height the node agrees with (-1: none); rolls back what lies above it
-        when the stored tip is not on the node's chain."""
-        tip = self._stored_tip()
-        if tip is None:
-            return -1
-        check = min(tip, node_tip)
-        if self._node_hashes([check])[0] in self._stored(check, check).get(check, set()):
-            return check if tip <= node_tip else node_tip  # a node behind the store: nothing to undo
-        fork = self._fork_point(check)
-        with transaction(self.con):
-            n = rollback_account_above(self.con, self.chain, fork)
-        self.summary.rolled_back += n
-        self.summary.reorgs += 1
-        self._rolled = True
-        self._report(fork, node_tip, f"reorg: rolled back {n} blocks above height {fork}")
-        return fork
-
-    def _fork_point(self, below: int) -> int:
-        """The highest stored height <= ``below`` where the stored hash is the node's (-1: none)."""
-        window, hi = WALKBACK_WINDOW, below
-        while hi >= 0:
-            heights = [int(r[0]) for r in self.con.execute(
-                """SELECT DISTINCT height FROM blocks WHERE chain = ? AND height <= ?
-                   ORDER BY height DESC LIMIT ?""", [self.chain, hi, window]).fetchall()]  # fmt: skip
-            if not heights:
-                return -1
-            stored = self._stored(heights[-1], heights[0])
-            for height, node_hash in zip(heights, self._node_hashes(heights)):
-                if node_hash in stored.get(height, set()):
-                    return height
-            hi, window = heights[-1] - 1, window * 2
-        return -1
 
     # -- batches ---------------------------------------------------------------------------------------
 
-    def _batch(self, lo: int, hi: int, node_tip: int) -> int | None:
-        """Store heights lo..hi; returns hi, or None when the node's chain changed under the batch (the
+    def store_batch(self, lo: int, hi: int, node_tip: int) -> None:
+        """Store heights lo..hi; raises ChainChanged when the node's chain changed under the batch (the
         stored tip left it, blocks do not chain, or it got shorter): the run loop then reconciles."""
         heights = list(range(lo, hi + 1))
-        tip = self._stored_tip()
-        stored = self._stored(lo - 1, hi)
+        tip = self.stored_tip()
+        stored = self.stored(lo - 1, hi)
         if tip is not None and tip <= node_tip and tip not in stored:
-            stored.update(self._stored(tip, tip))
+            stored.update(self.stored(tip, tip))
         check = [tip] if tip is not None and tip <= node_tip else []
         known = [h for h in heights if h in stored]  # stored already: fetch headers to compare hashes
         headers = self._blocks(known, False, check)
         if check and (headers[0] is None or headers[0].hash not in stored[check[0]]):
-            return None  # the stored tip left the node's chain: a reorg
+            raise ChainChanged("the stored tip left the node's chain")
         node_hash = {h: b.hash if b else None for h, b in zip(known, headers[len(check) :])}
         missing = [h for h in heights if node_hash.get(h) not in stored.get(h, set())]
         if not missing:
             self.summary.skipped += len(heights)
-            return hi
+            return
         fetched = self._blocks(missing, True)
         if any(b is None for b in fetched):
-            return None  # its chain got shorter
+            raise ChainChanged("the node's chain got shorter")
         blocks = [b for b in fetched if b is not None]
         by_height = {b.number: b.hash for b in blocks}
         for b in blocks:
@@ -325,11 +221,11 @@ class _Job:
             parents = {below} if below is not None else stored.get(b.number - 1)
             moved = node_hash.get(b.number, b.hash) != b.hash  # not the block its header said
             if moved or (parents is not None and b.parent_hash not in parents):
-                return None  # blocks of two chains: the node reorganized while we asked
+                raise ChainChanged("blocks of two chains: the node reorganized while we asked")
         self.summary.fetched += len(blocks)
         receipts = self._receipts(blocks)
         if receipts is None:
-            return None
+            raise ChainChanged("a receipt of another block")
         internal = self._traces(blocks)
         rows = rd.batch_rows(blocks, receipts, internal, BEACON)
         batch = AccountBatch(self.chain, pa.table(rows.blocks, BLOCK_SCHEMA), pa.table(rows.txs, TX_SCHEMA),
@@ -351,7 +247,6 @@ class _Job:
         s.transfers += written.transfers
         s.new_addresses += written.new_addresses
         s.new_assets += written.new_assets
-        return hi
 
     def _receipts(self, blocks: Sequence[rd.RpcBlock]) -> list[list[rd.RpcReceipt]] | None:
         """Each block's receipts in transaction order; None when a receipt is of another block (reorg)."""
@@ -438,7 +333,3 @@ class _Job:
         self.asked |= wanted
         self.summary.tokens_asked += len(wanted)
         return fetch_token_metadata(self.client, wanted)
-
-    def _report(self, height: int, target: int | None, note: str = "") -> None:
-        s = self.summary
-        self.progress(Progress(max(height, 0), target, s.blocks + s.skipped, s.txs, note))

@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fundtrail.chains.assets import NATIVE, token
 from fundtrail.errors import CorruptData
@@ -107,82 +109,162 @@ class AccountWriteResult:
 
 def write_account_batch(con: duckdb.DuckDBPyConnection, batch: AccountBatch) -> AccountWriteResult:
     """Write one batch in one transaction (the Arrow tables are read in place, not copied)."""
-    con.register("acc_blocks_in", batch.blocks)
-    con.register("acc_txs_in", batch.txs)
-    con.register("acc_transfers_in", batch.transfers)
-    try:
-        return write_staged(con, batch.chain, batch.source, batch.allow_missing_txs)
-    finally:
-        for name in ("acc_blocks_in", "acc_txs_in", "acc_transfers_in"):
-            con.unregister(name)
+    if batch.chain not in NATIVE:
+        raise CorruptData(f"unknown account chain {batch.chain!r}", f"use one of {', '.join(NATIVE)}")
+    result = AccountWriteResult()
+    with transaction(con):
+        _write(con, batch, result)
+    return result
 
 
 def write_staged(
     con: duckdb.DuckDBPyConnection, chain: str, source: str, allow_missing_txs: bool = False
 ) -> AccountWriteResult:
     """Write a batch a source has staged itself as relations ``acc_blocks_in``, ``acc_txs_in`` and
-    ``acc_transfers_in`` with the columns of BLOCK_SCHEMA, TX_SCHEMA and TRANSFER_SCHEMA (a source that
-    transforms in SQL, like the ethereum-etl reader, skips the round trip through Arrow)."""
-    if chain not in NATIVE:
-        raise CorruptData(f"unknown account chain {chain!r}", f"use one of {', '.join(NATIVE)}")
-    result = AccountWriteResult()
-    with transaction(con):
-        _write(con, chain, source, allow_missing_txs, result)
-    return result
-
-
-def _write(
-    con: duckdb.DuckDBPyConnection,
-    chain: str,
-    source: str,
-    allow_missing_txs: bool,
-    result: AccountWriteResult,
-) -> None:
-    _check_batch(con, allow_missing_txs)
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE acc_blocks AS
-           SELECT b.* FROM acc_blocks_in b
-           WHERE NOT EXISTS (SELECT 1 FROM blocks s WHERE s.chain = ? AND s.hash = b.hash)""",
-        [chain],
+    ``acc_transfers_in`` with the columns of BLOCK_SCHEMA, TX_SCHEMA and TRANSFER_SCHEMA."""
+    blocks, txs, transfers = (
+        con.sql(f"SELECT {', '.join(_quoted(schema))} FROM {name}").to_arrow_table()
+        for name, schema in (
+            ("acc_blocks_in", BLOCK_SCHEMA),
+            ("acc_txs_in", TX_SCHEMA),
+            ("acc_transfers_in", TRANSFER_SCHEMA),
+        )
     )
-    n_new = int(scalar(con, "SELECT count(*) FROM acc_blocks"))
-    result.skipped = int(scalar(con, "SELECT count(*) FROM acc_blocks_in")) - n_new
+    return write_account_batch(con, AccountBatch(chain, blocks, txs, transfers, source, allow_missing_txs))
+
+
+def _quoted(schema: pa.Schema) -> list[str]:
+    """The schema's columns, amounts as text whatever type the source staged them as."""
+    return [f'"{f.name}"::VARCHAR AS "{f.name}"' if f.type == pa.string() else f'"{f.name}"' for f in schema]
+
+
+_IN = ("acc_blocks_b", "acc_txs_b", "acc_transfers_b")
+_OUT = ("acc_blocks_w", "acc_txs_w", "acc_transfers_w", "acc_keys_w")
+
+
+def _write(con: duckdb.DuckDBPyConnection, batch: AccountBatch, result: AccountWriteResult) -> None:
+    """The batch's tables are registered for the consistency checks; ids (blocks, transactions,
+    addresses, assets) are assigned in Arrow, so the inserts read ready rows and join nothing."""
+    for name, table in zip(_IN, (batch.blocks, batch.txs, batch.transfers)):
+        con.register(name, table)
+    try:
+        _check_batch(con, batch.allow_missing_txs)
+        _write_new(con, batch, result)
+    finally:
+        for name in _IN + _OUT:
+            con.unregister(name)
+
+
+def _index(values: pa.ChunkedArray | pa.Array, keys: pa.Array, ids: pa.Array) -> pa.ChunkedArray | pa.Array:
+    """``ids`` of ``values`` looked up in ``keys`` (null where absent or null)."""
+    return pc.take(ids, pc.index_in(values, value_set=keys))
+
+
+def _write_new(con: duckdb.DuckDBPyConnection, batch: AccountBatch, result: AccountWriteResult) -> None:
+    chain = batch.chain
+    blocks, txs, transfers = batch.blocks, batch.txs, batch.transfers
+    stored = con.execute(
+        """SELECT b.hash FROM acc_blocks_b b
+           WHERE EXISTS (SELECT 1 FROM blocks s WHERE s.chain = ? AND s.hash = b.hash)""",
+        [chain],
+    ).fetchall()
+    if stored:
+        known = pa.array([bytes(r[0]) for r in stored], pa.binary())
+        blocks = blocks.filter(pc.invert(pc.is_in(blocks["hash"], value_set=known)))
+    n_new = blocks.num_rows
+    result.skipped = batch.blocks.num_rows - n_new
     if n_new == 0:
         return
     block0, tx0, addr0 = next_ids(con)
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE acc_block_ids AS
-           SELECT number, hash, ? + row_number() OVER (ORDER BY number) - 1 AS block_id
-           FROM acc_blocks""",
-        [block0],
+    blocks = blocks.take(pc.sort_indices(blocks["number"]))
+    numbers = blocks["number"].combine_chunks()
+    block_ids = pa.array(np.arange(block0, block0 + n_new, dtype=np.int64))
+    txs = txs.filter(pc.is_in(txs["block_number"], value_set=numbers))
+    txs = txs.take(pc.sort_indices(txs, [("block_number", "ascending"), ("position", "ascending")]))
+    tx_ids = pa.array(np.arange(tx0, tx0 + txs.num_rows, dtype=np.int64))
+    txs = txs.append_column("block_id", _index(txs["block_number"], numbers, block_ids))
+    txs = txs.append_column("tx_id", tx_ids)
+    new_transfers = transfers.filter(pc.is_in(transfers["block_number"], value_set=numbers))
+    new_transfers = new_transfers.append_column(
+        "block_id", _index(new_transfers["block_number"], numbers, block_ids)
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE acc_txs AS
-           SELECT t.*, i.block_id, ? + row_number() OVER (ORDER BY t.block_number, t.position) - 1
-                  AS tx_id
-           FROM acc_txs_in t JOIN acc_block_ids i ON i.number = t.block_number""",
-        [tx0],
+    new_transfers = new_transfers.append_column(
+        "tx_id", _index(new_transfers["tx_hash"], txs["hash"].combine_chunks(), tx_ids)
     )
-    result.new_addresses = _insert_addresses(con, chain, addr0)
-    result.new_assets = _ensure_assets(con, chain)
-    _insert_blocks(con, chain, source)
+
+    # addresses: every key of the batch (the transfers of skipped blocks included), new ones numbered
+    # in key order
+    keys = pc.unique(
+        pa.chunked_array(
+            [
+                *txs["from"].chunks,
+                *txs["to"].chunks,
+                *txs["created"].chunks,
+                *blocks["miner"].chunks,
+                *transfers["from"].chunks,
+                *transfers["to"].chunks,
+                pa.array([FEE_SINK, BEACON], pa.binary()),
+            ],
+            pa.binary(),
+        )
+    ).drop_null()
+    con.register("acc_keys_w", pa.table({"key": keys}))
+    old = con.sql(
+        "SELECT k.key, a.address_id FROM acc_keys_w k JOIN addresses a ON a.chain = $1 AND a.key = k.key",
+        params=[chain],
+    ).to_arrow_table()
+    fresh = keys.filter(pc.invert(pc.is_in(keys, value_set=old["key"].combine_chunks().cast(pa.binary()))))
+    fresh = fresh.take(pc.sort_indices(fresh))
+    fresh_ids = pa.array(np.arange(addr0, addr0 + len(fresh), dtype=np.int64))
+    if len(fresh):
+        con.register("acc_keys_w", pa.table({"address_id": fresh_ids, "key": fresh}))
+        con.execute("INSERT INTO addresses SELECT ?, address_id, key FROM acc_keys_w", [chain])
+    result.new_addresses = len(fresh)
+    all_keys = pa.concat_arrays([old["key"].combine_chunks().cast(pa.binary()), fresh])
+    all_ids = pa.concat_arrays([old["address_id"].combine_chunks().cast(pa.int64()), fresh_ids])
+
+    result.new_assets = _ensure_assets(con, chain, transfers)
+    assets = con.execute(
+        "SELECT contract, asset_id FROM assets WHERE chain = ? AND contract IS NOT NULL", [chain]
+    ).fetchall()
+    native = scalar(con, "SELECT asset_id FROM assets WHERE chain = ? AND contract IS NULL", [chain])
+    asset_ids = _index(
+        new_transfers["contract"],
+        pa.array([bytes(r[0]) for r in assets], pa.binary()),
+        pa.array([int(r[1]) for r in assets], pa.int64()),
+    )
+    new_transfers = new_transfers.append_column("asset_id", pc.fill_null(asset_ids, int(native)))
+
+    blocks = blocks.append_column("block_id", block_ids).append_column(
+        "miner_id", _index(blocks["miner"], all_keys, all_ids)
+    )
+    for name, col in (("from_id", "from"), ("to_id", "to"), ("created_id", "created")):
+        txs = txs.append_column(name, _index(txs[col], all_keys, all_ids))
+    for name, col in (("from_id", "from"), ("to_id", "to")):
+        new_transfers = new_transfers.append_column(name, _index(new_transfers[col], all_keys, all_ids))
+    sink = _index(pa.array([FEE_SINK], pa.binary()), all_keys, all_ids)[0].as_py()
+
+    con.register("acc_blocks_w", blocks)
+    con.register("acc_txs_w", txs)
+    con.register("acc_transfers_w", new_transfers)
+    _insert_blocks(con, chain, batch.source)
     _insert_txs(con, chain)
-    result.transfers = _insert_transfers(con, chain)
+    result.transfers = _insert_transfers(con, chain, int(native), sink)
     result.blocks = n_new
-    result.txs = int(scalar(con, "SELECT count(*) FROM acc_txs"))
+    result.txs = txs.num_rows
 
 
 def _check_batch(con: duckdb.DuckDBPyConnection, allow_missing_txs: bool) -> None:
     """Consistency a source must give: every tx and transfer belongs to a block of the batch, and
     block numbers are unique."""
-    dup = first(con, "SELECT number FROM acc_blocks_in GROUP BY number HAVING count(*) > 1 LIMIT 1")
+    dup = first(con, "SELECT number FROM acc_blocks_b GROUP BY number HAVING count(*) > 1 LIMIT 1")
     if dup:
         raise CorruptData(f"block {dup[0]} appears twice in one batch", "the source data is inconsistent")
     orphan = first(
         con,
-        """SELECT block_number FROM (SELECT block_number FROM acc_txs_in UNION ALL
-                                     SELECT block_number FROM acc_transfers_in) x
-           WHERE block_number NOT IN (SELECT number FROM acc_blocks_in) LIMIT 1""",
+        """SELECT block_number FROM (SELECT block_number FROM acc_txs_b UNION ALL
+                                     SELECT block_number FROM acc_transfers_b) x
+           WHERE block_number NOT IN (SELECT number FROM acc_blocks_b) LIMIT 1""",
     )
     if orphan:
         raise CorruptData(
@@ -194,8 +276,8 @@ def _check_batch(con: duckdb.DuckDBPyConnection, allow_missing_txs: bool) -> Non
         if allow_missing_txs
         else first(
             con,
-            """SELECT hex(tx_hash) FROM acc_transfers_in
-           WHERE tx_hash IS NOT NULL AND tx_hash NOT IN (SELECT hash FROM acc_txs_in) LIMIT 1""",
+            """SELECT hex(tx_hash) FROM acc_transfers_b
+           WHERE tx_hash IS NOT NULL AND tx_hash NOT IN (SELECT hash FROM acc_txs_b) LIMIT 1""",
         )
     )
     if missing:
@@ -205,43 +287,20 @@ def _check_batch(con: duckdb.DuckDBPyConnection, allow_missing_txs: bool) -> Non
         )
 
 
-def _insert_addresses(con: duckdb.DuckDBPyConnection, chain: str, addr0: int) -> int:
-    return int(
-        scalar(
-            con,
-            """INSERT INTO addresses
-               SELECT ?, ? + row_number() OVER (ORDER BY k.key) - 1, k.key FROM (
-                   SELECT DISTINCT key FROM (
-                       SELECT "from" AS key FROM acc_txs UNION ALL SELECT "to" FROM acc_txs
-                       UNION ALL SELECT created FROM acc_txs UNION ALL SELECT miner FROM acc_blocks
-                       UNION ALL SELECT "from" FROM acc_transfers_in
-                       UNION ALL SELECT "to" FROM acc_transfers_in
-                       UNION ALL SELECT ?::BLOB UNION ALL SELECT ?::BLOB) WHERE key IS NOT NULL) k
-               WHERE NOT EXISTS (SELECT 1 FROM addresses a WHERE a.chain = ? AND a.key = k.key)""",
-            [chain, addr0, FEE_SINK, BEACON, chain],
-        )
-        or 0
-    )
-
-
-def _ensure_assets(con: duckdb.DuckDBPyConnection, chain: str) -> int:
+def _ensure_assets(con: duckdb.DuckDBPyConnection, chain: str, transfers: pa.Table) -> int:
     """The chain's native coin and every token contract of the batch get an asset row; metadata from the
-    bundled registry where known, else null (unknown)."""
+    bundled registry where known, else null (unknown). New contracts are numbered in contract order."""
     known = {
         None if r[0] is None else bytes(r[0])
         for r in con.execute("SELECT contract FROM assets WHERE chain = ?", [chain]).fetchall()
     }
-    contracts = [
-        bytes(r[0])
-        for r in con.execute(
-            "SELECT DISTINCT contract FROM acc_transfers_in WHERE contract IS NOT NULL"
-        ).fetchall()
-    ]
+    contracts = pc.unique(transfers["contract"]).drop_null()
+    contracts = contracts.take(pc.sort_indices(contracts))
     rows: list[tuple[bytes | None, str | None, int | None, str | None, str]] = []
     if None not in known:
         n = NATIVE[chain]
         rows.append((None, n.symbol, n.decimals, n.name, "native"))
-    for c in contracts:
+    for c in contracts.to_pylist():
         if c in known:
             continue
         meta = token(chain, c)
@@ -255,6 +314,7 @@ def _ensure_assets(con: duckdb.DuckDBPyConnection, chain: str) -> int:
     base = int(scalar(con, "SELECT coalesce(max(asset_id) + 1, 0) FROM assets"))
     table = pa.table(
         {
+            "asset_id": pa.array(range(base, base + len(rows)), pa.int64()),
             "contract": pa.array([r[0] for r in rows], pa.binary()),
             "symbol": pa.array([r[1] for r in rows], pa.string()),
             "decimals": pa.array([r[2] for r in rows], pa.int32()),
@@ -264,9 +324,9 @@ def _ensure_assets(con: duckdb.DuckDBPyConnection, chain: str) -> int:
     )
     con.register("new_assets", table)
     con.execute(
-        """INSERT INTO assets SELECT ?, ? + row_number() OVER () - 1, contract, symbol, decimals, name,
-                  metadata_source FROM new_assets""",
-        [chain, base],
+        """INSERT INTO assets SELECT ?, asset_id, contract, symbol, decimals, name, metadata_source
+           FROM new_assets""",
+        [chain],
     )
     con.unregister("new_assets")
     return len(rows)
@@ -276,60 +336,43 @@ def _insert_blocks(con: duckdb.DuckDBPyConnection, chain: str, source: str) -> N
     con.execute(
         """INSERT INTO blocks (chain, block_id, hash, height, height_source, prev_hash, time, tx_count, size,
                                merkle_ok, source, ingested_at, miner_id, gas_used, base_fee)
-           SELECT ?, i.block_id, b.hash, b.number, 'source', b.parent_hash, b.time, b.tx_count, b.size,
-                  NULL, ?, now(), a.address_id, b.gas_used, b.base_fee::BIGNUM
-           FROM acc_blocks b JOIN acc_block_ids i ON i.hash = b.hash
-           LEFT JOIN addresses a ON a.chain = ? AND a.key = b.miner""",
-        [chain, source, chain],
+           SELECT ?, block_id, hash, number, 'source', parent_hash, time, tx_count, size,
+                  NULL, ?, now(), miner_id, gas_used, base_fee::BIGNUM
+           FROM acc_blocks_w""",
+        [chain, source],
     )
 
 
 def _insert_txs(con: duckdb.DuckDBPyConnection, chain: str) -> None:
     con.execute(
         """INSERT INTO account_txs
-           SELECT ?, t.tx_id, t.block_id, t.position, t.hash, f.address_id, r.address_id, c.address_id,
-                  t.value::BIGNUM, t.nonce, t.gas, t.gas_price::BIGNUM, t.gas_used, t.fee::BIGNUM, t.status,
-                  t.tx_type, t.method
-           FROM acc_txs t
-           JOIN addresses f ON f.chain = ? AND f.key = t."from"
-           LEFT JOIN addresses r ON r.chain = ? AND r.key = t."to"
-           LEFT JOIN addresses c ON c.chain = ? AND c.key = t.created""",
-        [chain, chain, chain, chain],
+           SELECT ?, tx_id, block_id, position, hash, from_id, to_id, created_id,
+                  value::BIGNUM, nonce, gas, gas_price::BIGNUM, gas_used, fee::BIGNUM, status, tx_type, method
+           FROM acc_txs_w WHERE from_id IS NOT NULL""",
+        [chain],
     )
 
 
-def _insert_transfers(con: duckdb.DuckDBPyConnection, chain: str) -> int:
-    """Derived native and fee transfers, then the source's token, internal and withdrawal transfers."""
+def _insert_transfers(con: duckdb.DuckDBPyConnection, chain: str, native: int, sink: int) -> int:
+    """Derived native and fee transfers, then the source's token, internal and withdrawal transfers
+    (a transfer without a sender or recipient is not stored)."""
     return int(
         scalar(
             con,
             """INSERT INTO transfers
-               WITH native AS (SELECT asset_id FROM assets WHERE chain = $chain AND contract IS NULL),
-               sink AS (SELECT address_id FROM addresses WHERE chain = $chain AND key = $sink),
-               derived AS (
-                   SELECT t.tx_id, t.hash AS tx_hash, t.block_id, 'native' AS kind,
-                          NULL::INTEGER AS log_index,
-                          NULL AS trace_position, NULL::BLOB AS contract, t."from",
-                          coalesce(t."to", t.created) AS "to", t.value::BIGNUM AS amount
-                   FROM acc_txs t
-                   WHERE t.value::BIGNUM > 0 AND t.status IS DISTINCT FROM FALSE
-                     AND coalesce(t."to", t.created) IS NOT NULL
-                   UNION ALL
-                   SELECT t.tx_id, t.hash, t.block_id, 'fee', NULL, NULL, NULL, t."from", $sink, t.fee::BIGNUM
-                   FROM acc_txs t WHERE t.fee IS NOT NULL AND t.fee::BIGNUM > 0
-                   UNION ALL
-                   SELECT t.tx_id, s.tx_hash, i.block_id, s.kind, s.log_index, s.trace_position,
-                          s.contract, s."from", s."to", s.amount::BIGNUM
-                   FROM acc_transfers_in s JOIN acc_block_ids i ON i.number = s.block_number
-                   LEFT JOIN acc_txs t ON t.hash = s.tx_hash)
-               SELECT $chain, d.tx_id, d.tx_hash, d.block_id, d.kind, d.log_index, d.trace_position,
-                      coalesce(a.asset_id, (SELECT asset_id FROM native)), f.address_id, r.address_id,
-                      d.amount
-               FROM derived d
-               JOIN addresses f ON f.chain = $chain AND f.key = d."from"
-               JOIN addresses r ON r.chain = $chain AND r.key = d."to"
-               LEFT JOIN assets a ON a.chain = $chain AND a.contract = d.contract""",
-            {"chain": chain, "sink": FEE_SINK},
+               SELECT $chain, tx_id, hash, block_id, 'native', NULL, NULL, $native, from_id,
+                      coalesce(to_id, created_id), value::BIGNUM
+               FROM acc_txs_w
+               WHERE value::BIGNUM > 0 AND status IS DISTINCT FROM FALSE
+                 AND coalesce(to_id, created_id) IS NOT NULL AND from_id IS NOT NULL
+               UNION ALL
+               SELECT $chain, tx_id, hash, block_id, 'fee', NULL, NULL, $native, from_id, $sink, fee::BIGNUM
+               FROM acc_txs_w WHERE fee IS NOT NULL AND fee::BIGNUM > 0 AND from_id IS NOT NULL
+               UNION ALL
+               SELECT $chain, tx_id, tx_hash, block_id, kind, log_index, trace_position, asset_id, from_id,
+                      to_id, amount::BIGNUM
+               FROM acc_transfers_w WHERE from_id IS NOT NULL AND to_id IS NOT NULL""",
+            {"chain": chain, "native": native, "sink": sink},
         )
         or 0
     )

@@ -50,16 +50,38 @@ def _ranges(first: I64, count: I64) -> I64:
     return out
 
 
+def _rows(seg: I64, kb: I64, contiguous: bool) -> slice | I64:
+    """The rows (of transactions, inputs or outputs: ``seg`` gives each block's first row) of blocks
+    ``kb``: a slice where the blocks are consecutive, else an index array."""
+    if contiguous:
+        return slice(int(seg[kb[0]]), int(seg[kb[-1] + 1]))
+    return _ranges(seg[kb], seg[kb + 1] - seg[kb])
+
+
+def _count(seg: I64, kb: I64) -> int:
+    return int((seg[kb + 1] - seg[kb]).sum())
+
+
 def build_tables(
-    d: Decoded, keep: list[int], block_id0: int, tx_id0: int, chain: str, source: str
+    d: Decoded,
+    keep: list[int],
+    block_id0: int,
+    tx_id0: int,
+    chain: str,
+    source: str,
+    heights: list[int | None] | None = None,
+    height_sources: list[str | None] | None = None,
 ) -> BitcoinTables:
-    """Arrow tables for blocks ``keep`` (indices into d.blocks) with ids from block_id0 / tx_id0."""
+    """Arrow tables for blocks ``keep`` (indices into d.blocks) with ids from block_id0 / tx_id0.
+    ``heights`` and ``height_sources`` (one per kept block) replace the decoder's where given."""
     kb = np.array(keep, np.int64)
-    tx_first, tx_cnt = d.seg_tx[kb], d.seg_tx[kb + 1] - d.seg_tx[kb]
-    tx_rows = _ranges(tx_first, tx_cnt)
-    in_rows = _ranges(d.seg_in[kb], d.seg_in[kb + 1] - d.seg_in[kb])
-    out_rows = _ranges(d.seg_out[kb], d.seg_out[kb + 1] - d.seg_out[kb])
-    n_tx = tx_rows.size
+    tx_cnt = d.seg_tx[kb + 1] - d.seg_tx[kb]
+    # consecutive blocks (the usual case: none skipped) take their rows as slices, which are views
+    contiguous = keep[-1] - keep[0] == len(keep) - 1
+    tx_rows = _rows(d.seg_tx, kb, contiguous)
+    in_rows = _rows(d.seg_in, kb, contiguous)
+    out_rows = _rows(d.seg_out, kb, contiguous)
+    n_tx, n_outs = _count(d.seg_tx, kb), _count(d.seg_out, kb)
     block_ids = block_id0 + np.arange(kb.size, dtype=np.int64)
     tx_ids = tx_id0 + np.arange(n_tx, dtype=np.int64)
     tx_block = np.repeat(block_ids, tx_cnt)
@@ -74,13 +96,17 @@ def build_tables(
     output_value = cs[out_end] - cs[out_end - n_out]
 
     infos = [d.blocks[k] for k in keep]
+    if heights is None:
+        heights = [b.height for b in infos]
+    if height_sources is None:
+        height_sources = [b.height_source for b in infos]
     blocks = pa.table(
         {
             "chain": pa.array([chain] * kb.size, pa.string()),
             "block_id": block_ids,
             "hash": pa.array([b.header.hash for b in infos], pa.binary(32)),
-            "height": pa.array([b.height for b in infos], pa.int64()),
-            "height_source": pa.array([b.height_source for b in infos], pa.string()),
+            "height": pa.array(heights, pa.int64()),
+            "height_source": pa.array(height_sources, pa.string()),
             "prev_hash": pa.array([b.header.prev_hash for b in infos], pa.binary(32)),
             "merkle_root": pa.array([b.header.merkle_root for b in infos], pa.binary(32)),
             "version": pa.array([b.header.version for b in infos], pa.int64()),
@@ -128,21 +154,26 @@ def build_tables(
     )
 
     out_tx = np.repeat(tx_ids, n_out)
-    out_n = np.arange(out_rows.size, dtype=np.int64) - np.repeat(out_end - n_out, n_out)
+    out_n = np.arange(n_outs, dtype=np.int64) - np.repeat(out_end - n_out, n_out)
     otype = d.out_type[out_rows]
     has_addr = d.has_address[out_rows]
-    key_offs = d.address_key_offsets[out_rows]
-    key_lens = d.address_key_offsets[out_rows + 1] - key_offs
-    key_data, key_offsets = kernels.gather(
-        d.address_key_data, key_offs, key_lens, np.full(out_rows.size, -1, np.int64)
-    )
+    if isinstance(out_rows, slice):  # the keys are one run of the key column
+        key_offsets = d.address_key_offsets[out_rows.start : out_rows.stop + 1]
+        key_data = d.address_key_data[int(key_offsets[0]) : int(key_offsets[-1])]
+        key_offsets = key_offsets - key_offsets[0]
+    else:
+        key_offs = d.address_key_offsets[out_rows]
+        key_lens = d.address_key_offsets[out_rows + 1] - key_offs
+        key_data, key_offsets = kernels.gather(
+            d.address_key_data, key_offs, key_lens, np.full(n_outs, -1, np.int64)
+        )
     keep_script = np.isin(otype, _NO_ADDRESS)
     sc_offs = np.where(keep_script, d.out_script_off[out_rows], 0)
     sc_lens = np.where(keep_script, d.out_script_len[out_rows], 0)
-    sc_data, sc_offsets = kernels.gather(d.buf, sc_offs, sc_lens, np.full(out_rows.size, -1, np.int64))
+    sc_data, sc_offsets = kernels.gather(d.buf, sc_offs, sc_lens, np.full(n_outs, -1, np.int64))
     outputs = pa.table(
         {
-            "pos": np.arange(out_rows.size, dtype=np.int64),
+            "pos": np.arange(n_outs, dtype=np.int64),
             "tx_id": out_tx,
             "n": out_n.astype(np.int32),
             "value": out_value,
@@ -154,7 +185,7 @@ def build_tables(
 
     in_end = np.cumsum(n_in)
     in_tx = np.repeat(tx_ids, n_in)
-    in_n = np.arange(in_rows.size, dtype=np.int64) - np.repeat(in_end - n_in, n_in)
+    in_n = np.arange(_count(d.seg_in, kb), dtype=np.int64) - np.repeat(in_end - n_in, n_in)
     inputs = pa.table(
         {
             "tx_id": in_tx,

@@ -57,32 +57,35 @@ def _nullable(values: npt.NDArray[Any], null: npt.NDArray[np.bool_], type_: pa.D
 def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> WriteResult:
     chain = d.network.chain
     result = WriteResult()
+    threads = _Threads(con)
+    try:
+        _write(con, d, source, chain, result, threads)
+    finally:
+        threads.restore()  # after a rollback, if the INSERTs failed
+    return result
+
+
+def _write(con: duckdb.DuckDBPyConnection, d: Decoded, source: str, chain: str, result: WriteResult,
+           threads: _Threads) -> None:  # fmt: skip
     with transaction(con):
-        hashes = pa.table({"hash": pa.array([b.header.hash for b in d.blocks], pa.binary(32))})
-        con.register("batch_hashes", hashes)
-        stored = {
-            bytes(r[0])
-            for r in con.execute(
-                "SELECT b.hash FROM blocks b JOIN batch_hashes h ON b.hash = h.hash WHERE b.chain = ?",
-                [chain],
-            ).fetchall()
-        }
-        con.unregister("batch_hashes")
+        block_id0, tx_id0, address_id0 = next_ids(con)
+        # block_id0 == 0: the store holds no block at all, so nothing to skip or link to
+        stored = _StoredBlocks(con, chain, d) if block_id0 else _StoredBlocks.empty()
         seen: set[bytes] = set()
         keep = []
         for k, b in enumerate(d.blocks):
-            if b.header.hash in stored or b.header.hash in seen:
+            if b.header.hash in stored.hashes or b.header.hash in seen:
                 result.skipped += 1
             else:
                 keep.append(k)
                 seen.add(b.header.hash)
         if not keep:
-            return result
-        block_id0, tx_id0, address_id0 = next_ids(con)
-        t = build_tables(d, keep, block_id0, tx_id0, chain, source)
+            return
+        heights, height_sources, stored_linked = _link_heights(d, keep, stored)
+        t = build_tables(d, keep, block_id0, tx_id0, chain, source, heights, height_sources)
         # Address ids and input resolution are computed here, over the batch's columns; SQL only looks
         # up what the store already holds and appends finished rows.
-        address_id, result.new_addresses = _address_ids(con, chain, t.outputs, address_id0)
+        address_id, result.new_addresses, new_addresses = _address_ids(con, chain, t.outputs, address_id0)
         batch = _BatchOutputs(t, address_id)
         res = _resolve(con, chain, batch, t.inputs, tx_id0)
         txs = _with_fees(t.txs, res)
@@ -97,61 +100,192 @@ def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> Wri
         new_inputs = new_inputs.append_column("resolved", res.resolved)
         tables = {"new_blocks": t.blocks, "new_txs": txs, "new_outputs": new_outputs,
                   "new_inputs": new_inputs}  # fmt: skip
+        if new_addresses is not None:
+            tables["new_addresses"] = new_addresses
         for name, table in tables.items():
             con.register(name, table)
         try:
-            con.execute(
-                """INSERT INTO tx_outputs
-                   SELECT ?, tx_id, n, value, script_type, address_id, script FROM new_outputs""",
-                [chain],
-            )
-            con.execute(
-                """INSERT INTO tx_inputs
-                   SELECT ?, tx_id, n, prev_txid, prev_vout, sequence, witness_items, prev_tx_id,
-                          address_id, value, resolved
-                   FROM new_inputs""",
-                [chain],
-            )
-            result.unresolved = res.n_unresolved
-            if res.n_unresolved:
-                con.execute(
-                    """INSERT INTO unresolved_inputs
-                       SELECT ?, tx_id, n, prev_txid, prev_vout FROM new_inputs
-                       WHERE NOT is_coinbase AND NOT resolved""",
-                    [chain],
-                )
-            con.execute(
-                """INSERT INTO transactions
-                   SELECT ?, tx_id, block_id, position, txid, wtxid, version, locktime, size, weight,
-                          is_coinbase, input_count, output_count, input_value, output_value, fee,
-                          coinbase_script
-                   FROM new_txs""",
-                [chain],
-            )
             result.late_resolved = _resolve_late(con, chain, batch, tx_id0)
-            # BY NAME: columns the schema has beyond these (account-chain fields) stay NULL
-            con.execute("INSERT INTO blocks BY NAME SELECT *, now() AS ingested_at FROM new_blocks")
-            link_heights(con, chain)
+            rows = max(t.outputs.num_rows, t.inputs.num_rows)
+            threads.one(rows < _ROW_GROUP_ROWS)
+            _insert(con, chain, res.n_unresolved, new_addresses is not None)
+            threads.restore()
+            if stored_linked:
+                _update_linked(con, chain, stored_linked)
         finally:
             for name in tables:
                 con.unregister(name)
+        result.unresolved = res.n_unresolved
         result.blocks = t.blocks.num_rows
         result.txs = t.txs.num_rows
         result.inputs = t.inputs.num_rows
         result.outputs = t.outputs.num_rows
-    return result
+
+
+_ROW_GROUP_ROWS = 122_880  # DuckDB's row group: smaller appends stay in memory and go to the WAL
+
+
+class _Threads:
+    """Run the INSERTs of a small batch on one thread, and restore the setting after.
+
+    With more than one thread, DuckDB plans an INSERT from an Arrow scan as a Batch Insert, which
+    collects each scan batch apart and merges them. For appends below a row group (kept in memory and
+    written to the WAL at COMMIT) that costs about 40 % more than the plain Insert it plans on one
+    thread. Large batches keep the threads: there DuckDB compresses and writes full row groups while
+    inserting, in parallel. ``restore`` is called after the INSERTs and again once the transaction is
+    over: a failed statement aborts the transaction, and DuckDB refuses even a SET until the rollback."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.saved: int | None = None
+
+    def one(self, on: bool) -> None:
+        if not on:
+            return
+        threads = int(scalar(self.con, "SELECT current_setting('threads')"))
+        if threads != 1:
+            self.con.execute("SET threads = 1")
+            self.saved = threads
+
+    def restore(self) -> None:
+        if self.saved is not None:
+            self.con.execute(f"SET threads = {self.saved}")
+            self.saved = None
+
+
+def _insert(con: duckdb.DuckDBPyConnection, chain: str, n_unresolved: int, addresses: bool) -> None:
+    """Append the batch's registered tables (new_*) to the store."""
+    if addresses:
+        con.execute("INSERT INTO addresses SELECT ?, address_id, key FROM new_addresses", [chain])
+    con.execute(
+        """INSERT INTO tx_outputs
+           SELECT ?, tx_id, n, value, script_type, address_id, script FROM new_outputs""",
+        [chain],
+    )
+    con.execute(
+        """INSERT INTO tx_inputs
+           SELECT ?, tx_id, n, prev_txid, prev_vout, sequence, witness_items, prev_tx_id,
+                  address_id, value, resolved
+           FROM new_inputs""",
+        [chain],
+    )
+    if n_unresolved:
+        con.execute(
+            """INSERT INTO unresolved_inputs
+               SELECT ?, tx_id, n, prev_txid, prev_vout FROM new_inputs
+               WHERE NOT is_coinbase AND NOT resolved""",
+            [chain],
+        )
+    con.execute(
+        """INSERT INTO transactions
+           SELECT ?, tx_id, block_id, position, txid, wtxid, version, locktime, size, weight,
+                  is_coinbase, input_count, output_count, input_value, output_value, fee,
+                  coinbase_script
+           FROM new_txs""",
+        [chain],
+    )
+    # BY NAME: columns the schema has beyond these (account-chain fields) stay NULL
+    con.execute("INSERT INTO blocks BY NAME SELECT *, now() AS ingested_at FROM new_blocks")
+
+
+class _StoredBlocks:
+    """What the store holds about this batch's blocks: which are stored already, the heights of their
+    parents, and every stored block without a height (with its parent's height), for linking."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None, chain: str, d: Decoded | None) -> None:
+        self.hashes: set[bytes] = set()  # batch blocks already stored
+        self.height: dict[bytes, int] = {}  # stored block hash -> height, where known
+        self.unknown: list[tuple[int, bytes, bytes]] = []  # stored, no height: (block_id, hash, prev)
+        if con is None or d is None:
+            return
+        wanted = {b.header.hash for b in d.blocks}
+        asked = pa.table({"hash": pa.array(list(wanted | {b.header.prev_hash for b in d.blocks}),
+                                           pa.binary(32))})  # fmt: skip
+        con.register("batch_hashes", asked)
+        try:
+            rows = con.execute(
+                """SELECT b.block_id, b.hash, b.prev_hash, b.height, p.height
+                   FROM blocks b LEFT JOIN blocks p ON p.chain = b.chain AND p.hash = b.prev_hash
+                   WHERE b.chain = ? AND (b.height IS NULL OR b.hash IN (SELECT hash FROM batch_hashes))""",
+                [chain],
+            ).fetchall()
+        finally:
+            con.unregister("batch_hashes")
+        for block_id, h, prev, height, parent_height in rows:
+            h = bytes(h)
+            if h in wanted:
+                self.hashes.add(h)
+            if height is not None:
+                self.height[h] = int(height)
+            else:
+                self.unknown.append((int(block_id), h, bytes(prev)))
+                if parent_height is not None:
+                    self.height[bytes(prev)] = int(parent_height)
+
+    @classmethod
+    def empty(cls) -> _StoredBlocks:
+        return cls(None, "", None)
+
+
+def _link_heights(d: Decoded, keep: list[int], stored: _StoredBlocks
+                  ) -> tuple[list[int | None], list[str | None], list[tuple[int, int]]]:  # fmt: skip
+    """Heights of the kept blocks, linked where the decoder gave none: a block without a height gets
+    its parent's height + 1, following prev-hash links through this batch and the store (what
+    :func:`link_heights` does after the insert, done before it). Returns the kept blocks' heights and
+    height sources, and the (block_id, height) of stored blocks that this batch links."""
+    heights: list[int | None] = [d.blocks[k].height for k in keep]
+    sources: list[str | None] = [d.blocks[k].height_source for k in keep]
+    known = dict(stored.height)
+    children: dict[bytes, list[tuple[int, bytes]]] = {}  # parent hash -> (index, hash) without height
+    for i, k in enumerate(keep):
+        header = d.blocks[k].header
+        h = heights[i]
+        if h is None:
+            children.setdefault(header.prev_hash, []).append((i, header.hash))
+        else:
+            known[header.hash] = h
+    if not children and not stored.unknown:
+        return heights, sources, []
+    n = len(keep)
+    for j, (_, h_, prev) in enumerate(stored.unknown):
+        children.setdefault(prev, []).append((n + j, h_))
+    stored_linked: list[tuple[int, int]] = []
+    stack = [(p, known[p]) for p in children if p in known]
+    while stack:
+        parent, height = stack.pop()
+        for i, h_ in children.get(parent, []):
+            if i < n:
+                heights[i] = height + 1
+                sources[i] = "linked"
+            else:
+                stored_linked.append((stored.unknown[i - n][0], height + 1))
+            stack.append((h_, height + 1))
+    return heights, sources, stored_linked
+
+
+def _update_linked(con: duckdb.DuckDBPyConnection, chain: str, linked: list[tuple[int, int]]) -> None:
+    table = pa.table({"block_id": [u[0] for u in linked], "height": [u[1] for u in linked]})
+    con.register("linked_heights", table)
+    try:
+        con.execute(
+            """UPDATE blocks SET height = l.height, height_source = 'linked' FROM linked_heights l
+               WHERE blocks.chain = ? AND blocks.block_id = l.block_id""",
+            [chain],
+        )
+    finally:
+        con.unregister("linked_heights")
 
 
 def _address_ids(con: duckdb.DuckDBPyConnection, chain: str, outputs: pa.Table,
-                 base: int) -> tuple[pa.Array, int]:  # fmt: skip
+                 base: int) -> tuple[pa.Array, int, pa.Table | None]:  # fmt: skip
     """Each output's address id (null where it has no address key). Keys the store does not hold yet
-    get the next dense ids, numbered in order of first appearance, and are inserted into ``addresses``.
-    Returns (address ids, number of new addresses)."""
+    get the next dense ids, numbered in order of first appearance. Returns (address ids, number of new
+    addresses, the new addresses' rows to insert, or None)."""
     keys = outputs.column("key").combine_chunks()
     enc = pc.dictionary_encode(keys)  # dictionary: the distinct keys, in order of first appearance
     uniq = enc.dictionary
     ids = np.full(len(uniq), -1, np.int64)
-    if len(uniq):
+    if len(uniq) and base > 0:  # base == 0: the store holds no address to look up
         con.register("batch_keys", pa.table({"i": np.arange(len(uniq), dtype=np.int64), "key": uniq}))
         try:
             found = con.execute(
@@ -164,19 +298,16 @@ def _address_ids(con: duckdb.DuckDBPyConnection, chain: str, outputs: pa.Table,
         ids[np.ma.getdata(found["i"]).astype(np.int64)] = np.ma.getdata(found["address_id"])
     new = ids < 0
     n_new = int(new.sum())
+    rows_new = None
     if n_new:
         ids[new] = base + np.arange(n_new, dtype=np.int64)
-        con.register(
-            "batch_new_addresses", pa.table({"address_id": ids[new], "key": uniq.filter(pa.array(new))})
-        )
-        try:
-            con.execute("INSERT INTO addresses SELECT ?, address_id, key FROM batch_new_addresses", [chain])
-        finally:
-            con.unregister("batch_new_addresses")
+        new_keys = uniq if n_new == len(uniq) else uniq.filter(pa.array(new))
+        rows_new = pa.table({"address_id": ids[new], "key": new_keys})
     idx = enc.indices
     null = np.asarray(idx.is_null())
     rows = np.asarray(idx.fill_null(0)).astype(np.int64)
-    return _nullable(ids[rows] if ids.size else np.zeros(rows.size, np.int64), null, pa.int64()), n_new
+    address_id = _nullable(ids[rows] if ids.size else np.zeros(rows.size, np.int64), null, pa.int64())
+    return address_id, n_new, rows_new
 
 
 class _BatchOutputs:
