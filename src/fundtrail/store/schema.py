@@ -84,6 +84,37 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 from_id BIGINT NOT NULL, to_id BIGINT NOT NULL, amount BIGNUM NOT NULL)""",
         ],
     ),
+    (
+        3,
+        "Entities: attribution labels with provenance; address clusters with their evidence",
+        [
+            # single raw transactions (``ingest bitcoin-tx``) are stored before any block holds them
+            "ALTER TABLE transactions ALTER COLUMN block_id DROP NOT NULL",
+            "ALTER TABLE transactions ALTER COLUMN position DROP NOT NULL",
+            """CREATE TABLE labels (
+                label_id BIGINT NOT NULL, source VARCHAR NOT NULL, chain VARCHAR NOT NULL,
+                address VARCHAR NOT NULL, key BLOB, label VARCHAR NOT NULL, category VARCHAR NOT NULL,
+                confidence INTEGER, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
+                is_cluster_definer BOOLEAN NOT NULL, context VARCHAR, created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL)""",
+            """CREATE TABLE label_sources (
+                source VARCHAR NOT NULL, importer VARCHAR NOT NULL, path VARCHAR,
+                imported_at TIMESTAMPTZ NOT NULL, tag_count BIGINT NOT NULL)""",
+            """CREATE TABLE clusters (
+                chain VARCHAR NOT NULL, address_id BIGINT NOT NULL, cluster_id BIGINT NOT NULL)""",
+            """CREATE TABLE cluster_evidence (
+                chain VARCHAR NOT NULL, a_id BIGINT NOT NULL, b_id BIGINT NOT NULL,
+                heuristic VARCHAR NOT NULL, tx_id BIGINT)""",
+            """CREATE TABLE cluster_refusals (
+                chain VARCHAR NOT NULL, a_id BIGINT NOT NULL, b_id BIGINT NOT NULL,
+                heuristic VARCHAR NOT NULL, tx_id BIGINT, size BIGINT NOT NULL, max_size BIGINT NOT NULL)""",
+            """CREATE TABLE cluster_state (
+                chain VARCHAR NOT NULL, config VARCHAR NOT NULL, tx_watermark BIGINT NOT NULL,
+                tip_height BIGINT, tip_hash BLOB, labels_version VARCHAR NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL)""",
+            "CREATE TABLE cluster_pending (chain VARCHAR NOT NULL, tx_id BIGINT NOT NULL)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -1,0 +1,1 @@
+"""Address clustering: grouping addresses into entities, with the evidence behind every merge."""

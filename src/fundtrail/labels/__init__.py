@@ -1,0 +1,1 @@
+"""Attribution labels with provenance: taxonomy, importers and the label store."""
