@@ -36,6 +36,14 @@ demo: $(STAMP)
 	$(BIN)/fundtrail --db $(DB) show tx --chain ethereum \
 	    0xeb107a40ba73a50c79a9f2026e902d758d1c5e5e211f7a7db1b294f88f118dd0
 	$(BIN)/fundtrail --db $(DB) show address --chain ethereum 0xb9d7934878b5fb9610b3fe8a5e441e8fad7e293f
+	$(BIN)/fundtrail --db $(DB) labels import ofac-list $(DATA)/labels/ofac-sanctioned \
+	    --entities $(DATA)/labels/ofac-sanctioned-entities/sanctioned-addresses.json
+	$(BIN)/fundtrail --db $(DB) labels import tagpack $(DATA)/labels/graphsense-tagpacks/packs
+	$(BIN)/fundtrail --db $(DB) labels list --category sanctioned --chain tron --limit 5
+	$(BIN)/fundtrail --db $(DB) cluster
+	$(BIN)/fundtrail --db $(DB) show cluster 14w8gyELsFkg3muiRs2Ptp5UYZHo6BaWX5
+	$(BIN)/fundtrail --db $(DB) explain-cluster 14w8gyELsFkg3muiRs2Ptp5UYZHo6BaWX5 1AcC14cC4V4kzppdHygQoGbcSMhDbdAT7A
+	$(BIN)/fundtrail --db $(DB) show address 1NDyJtNTjmwk5xPNhjgAMu4HDHigtobu1s
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

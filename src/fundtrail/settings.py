@@ -8,6 +8,8 @@ from pathlib import Path
 
 DEFAULT_DB = Path("fundtrail.duckdb")
 ENV_DB = "FUNDTRAIL_DB"
+DEFAULT_CONFIG = Path("fundtrail.toml")
+ENV_CONFIG = "FUNDTRAIL_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,13 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", ENV_DB, str(DEFAULT_DB), "Path of the DuckDB store file; --db overrides it."),
+    Setting(
+        "config",
+        ENV_CONFIG,
+        str(DEFAULT_CONFIG),
+        "Path of the TOML configuration (heuristics and their parameters); read when it exists; "
+        "--config overrides it.",
+    ),
 )
 
 
@@ -29,3 +38,14 @@ def db_path(explicit: Path | None = None) -> Path:
         return explicit
     env = os.environ.get(ENV_DB)
     return Path(env) if env else DEFAULT_DB
+
+
+def config_path(explicit: Path | None = None) -> Path | None:
+    """The configuration file: ``--config`` first (must exist), then ``FUNDTRAIL_CONFIG`` (must exist),
+    then ``./fundtrail.toml`` when present; None means the built-in defaults."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None

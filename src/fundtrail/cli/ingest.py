@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +19,11 @@ from fundtrail.cli.ingest_common import (
     follow_node,
     report_follow,
 )
-from fundtrail.cli.render import err, ingest_progress
+from fundtrail.cli.render import err, ingest_progress, out, print_json, sat
 from fundtrail.cli.state import store
 from fundtrail.ingest.bitcoin_files import IngestSummary, ingest_block_files
 from fundtrail.ingest.bitcoin_rpc import DEFAULT_BATCH_BLOCKS, DEFAULT_POLL_S, connect_node, ingest_rpc
+from fundtrail.ingest.bitcoin_tx import ingest_raw_transactions
 
 app = typer.Typer(help="Bring chain data into the store.", no_args_is_help=True)
 
@@ -88,6 +90,49 @@ def bitcoin_rpc(
     )
     report(s)
     report_follow(s)
+
+
+@app.command("bitcoin-tx")
+def bitcoin_tx(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FILE|HEX",
+            help="A raw transaction in hex, or a file holding hex (one transaction per line) or one raw "
+            "binary transaction.",
+        ),
+    ],
+    network: Network = "mainnet",
+    json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Store single raw Bitcoin transactions outside any block (as received from an exchange or found on a
+    seized device). Inputs resolve against the stored outputs; a transaction stored already is left as
+    it is; when a block holding it is ingested later, the transaction becomes confirmed. Double spends
+    against stored transactions are reported."""
+    net = get_network(network)
+    with store() as con:
+        r = ingest_raw_transactions(con, sources, net)
+    if json:
+        print_json([{**asdict(t), "status": t.status} for t in r.loose])
+        return
+    for t in r.loose:
+        fee = "fee unknown" if t.fee is None else f"fee {sat(t.fee)}"
+        out.print(
+            f"{t.txid}: {t.status}; {t.inputs} input(s), {t.unresolved} unresolved; {fee}", highlight=False
+        )
+        for c in t.conflicts:
+            state = "confirmed" if c.confirmed else "unconfirmed"
+            at = f" at height {c.height}" if c.height is not None else ""
+            out.print(
+                f"[yellow]double spend[/]: input {c.n} spends {c.prev_txid}:{c.prev_vout}, "
+                f"also spent by {state} transaction {c.txid}{at}",
+                highlight=False,
+            )
+    err.print(
+        f"stored {r.txs:,} of {len(r.loose):,} transactions ({r.skipped:,} already stored), "
+        f"{r.unresolved:,} inputs unresolved, {r.late_resolved:,} earlier inputs resolved, "
+        f"{r.new_addresses:,} new addresses"
+    )
 
 
 def _register_more() -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fundtrail.cli import ingest, show
+from fundtrail.cli import cluster, ingest, labels, show
 from fundtrail.cli.state import state
 from fundtrail.errors import FundtrailError
 
@@ -23,7 +23,11 @@ app = typer.Typer(
 )
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(show.app, name="show")
+app.add_typer(labels.app, name="labels")
 app.command("summary")(show.summary)
+app.command("cluster")(cluster.cluster)
+app.command("explain-cluster")(cluster.explain_cluster)
+show.app.command("cluster")(cluster.show_cluster)
 
 
 @app.callback()

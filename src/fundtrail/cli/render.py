@@ -74,3 +74,24 @@ def ingest_progress(description: str, unit: str) -> Iterator[ProgressFn]:
             bar.update(task, completed=ev.done, total=ev.total, stats=stats)
 
         yield update
+
+
+def labels_table(labels: list[dict[str, Any]], with_address: bool = False, limit: int = 50) -> Table:
+    """Attribution labels as a table (``show address``, ``show cluster``)."""
+    t = Table(title="Labels", title_justify="left")
+    cols = ("address",) if with_address else ()
+    for col in (*cols, "label", "category", "source", "confidence", "definer"):
+        t.add_column(col)
+    for lab in labels[:limit]:
+        row = (lab["address"],) if with_address else ()
+        t.add_row(
+            *row,
+            lab["label"],
+            lab["category"],
+            lab["source"],
+            "unknown" if lab["confidence"] is None else str(lab["confidence"]),
+            "yes" if lab["is_cluster_definer"] else "",
+        )
+    if len(labels) > limit:
+        t.caption = f"{len(labels) - limit:,} more labels: use --json"
+    return t

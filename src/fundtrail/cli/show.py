@@ -10,8 +10,10 @@ from rich.table import Table
 from fundtrail.chains.bitcoin.network import by_chain
 from fundtrail.chains.registry import CHAINS
 from fundtrail.chains.registry import chain as get_chain
-from fundtrail.cli.render import kv_table, out, print_json, sat
+from fundtrail.cli.render import kv_table, labels_table, out, print_json, sat
 from fundtrail.cli.state import store
+from fundtrail.clustering import read as cluster_read
+from fundtrail.labels.store import labels_for_address_ids
 from fundtrail.store import account_read, bitcoin_read
 
 app = typer.Typer(help="Show a block, a transaction or an address from the store.", no_args_is_help=True)
@@ -70,7 +72,12 @@ def tx(
         kv_table(
             f"Transaction {t['txid']}",
             [
-                ("block", f"{t['height']} {t['block_hash']}"),
+                ("status", t["status"]),
+                (
+                    "block",
+                    f"{t['height']} {t['block_hash']}" if t["block_hash"] else "none (not in a stored block)",
+                ),
+                ("coinjoin", t["coinjoin"]["family"] or "no"),
                 ("time", t["time"]),
                 ("fee", sat(t["fee"]) if not t["is_coinbase"] else "coinbase"),
                 ("size / vsize", f"{t['size']} / {t['vsize']}"),
@@ -107,14 +114,39 @@ def address(
             a = bitcoin_read.address(con, by_chain(chain), addr)
         else:
             a = account_read.address(con, c, addr)
+        a["cluster"] = cluster_read.address_cluster(con, c, a["address_id"])
+        a["labels"] = labels_for_address_ids(con, c.name, [a["address_id"]]).get(a["address_id"], [])
     if json:
         print_json(a)
         return
     if c.family != "bitcoin":
         _account_address_table(a)
-        return
-    rows = [(k, sat(v) if k in ("received", "sent", "balance") else v) for k, v in a.items()]
-    out.print(kv_table(f"Address {a['address']}", rows))
+    else:
+        rows = [
+            (k, sat(v) if k in ("received", "sent", "balance") else v)
+            for k, v in a.items()
+            if k not in ("cluster", "labels", "unconfirmed")
+        ]
+        u = a.get("unconfirmed")
+        if u and u["tx_count"]:
+            rows.append(
+                ("unconfirmed", f"{u['tx_count']} txs, received {sat(u['received'])}, sent {sat(u['sent'])}")
+            )
+        out.print(kv_table(f"Address {a['address']}", rows))
+    _attribution(a)
+
+
+def _attribution(a: dict[str, Any]) -> None:
+    cl = a["cluster"]
+    if cl is None:
+        out.print("cluster: [yellow]not built[/] (run `fundtrail cluster`)")
+    else:
+        definers = ", ".join(cl["definers"]) or "no definer label"
+        out.print(f"cluster {cl['cluster_id']}: {cl['size']:,} addresses; {definers}")
+        for conflict in cl["conflicts"]:
+            out.print(f"[bold red]conflict:[/] {conflict['kind']}: {', '.join(conflict['entities'])}")
+    if a["labels"]:
+        out.print(labels_table(a["labels"]))
 
 
 def summary(json: Json = False) -> None:

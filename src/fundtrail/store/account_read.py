@@ -14,6 +14,7 @@ from fundtrail.chains.registry import Chain
 from fundtrail.errors import InvalidInput, NotFound
 from fundtrail.store.bitcoin_read import iso
 from fundtrail.store.db import first
+from fundtrail.store.lookup import address_id
 
 JSON = dict[str, Any]
 
@@ -145,13 +146,7 @@ def tx(con: duckdb.DuckDBPyConnection, c: Chain, text: str) -> JSON:
 
 def address(con: duckdb.DuckDBPyConnection, c: Chain, text: str) -> JSON:
     key = c.parse(text)
-    row = first(con, "SELECT address_id FROM addresses WHERE chain = ? AND key = ?", [c.name, key])
-    if row is None:
-        raise NotFound(
-            f"address {text.strip()} never appears in the stored {c.name} data",
-            "ingest the blocks where it is used, or check the address",
-        )
-    aid = row[0]
+    aid = address_id(con, c, text)
     stats = first(
         con,
         """WITH t AS (SELECT tx_id, tx_hash, block_id FROM transfers WHERE from_id = $a OR to_id = $a

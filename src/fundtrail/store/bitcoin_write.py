@@ -5,11 +5,24 @@ Ctrl-C included) nothing is. Blocks already in the store (same chain and hash) a
 input twice leaves the store unchanged. Inputs are resolved against every output in the store, this
 batch included; those whose funding output is not stored yet are kept unresolved (address and value
 null) in ``unresolved_inputs`` and resolved when a later batch brings the funding transaction.
+
+Loose transactions (:func:`write_loose_txs`: single raw transactions, outside any block) are stored the
+same way with ``block_id`` and ``position`` null. When a block later brings a stored loose txid, the loose
+row keeps its ``tx_id`` and gets the block's ``block_id`` and ``position`` (and the block's wtxid, size,
+weight and witness counts, which a malleated witness could change); its inputs and outputs are not
+inserted again. Every row that refers to the loose tx (inputs resolved against its outputs, cluster
+evidence) so stays valid, and ids stay dense and stable.
+
+Views registered for a write are dropped once its transaction is over (after COMMIT or ROLLBACK): inside a
+transaction that a failed statement aborted, DuckDB refuses even ``unregister``, and that error would hide
+the one that aborted it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -18,7 +31,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundtrail.chains.bitcoin.decoder import Decoded
+from fundtrail.chains.bitcoin.decoder import BlockHeader, BlockInfo, Decoded
+from fundtrail.errors import CorruptData
+from fundtrail.store.bitcoin_read import Conflict, double_spends
 from fundtrail.store.bitcoin_tables import BitcoinTables, build_tables
 from fundtrail.store.db import scalar, transaction
 from fundtrail.store.ids import next_ids
@@ -37,6 +52,7 @@ class WriteResult:
     unresolved: int = 0  # inputs of this batch left unresolved
     late_resolved: int = 0  # earlier inputs resolved by this batch
     new_addresses: int = 0
+    loose_confirmed: int = 0  # stored loose transactions this batch's blocks hold (now confirmed)
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> int:
@@ -54,12 +70,30 @@ def _nullable(values: npt.NDArray[Any], null: npt.NDArray[np.bool_], type_: pa.D
     return pa.array(values, type_, mask=null)
 
 
+# every view a write registers; dropped after its transaction (see the module's docstring)
+_VIEWS = ("new_blocks", "new_txs", "new_outputs", "new_inputs", "new_addresses", "batch_hashes",
+          "batch_keys", "batch_lookup", "late_resolution", "linked_heights", "confirmed_txs",
+          "confirmed_inputs", "batch_txids")  # fmt: skip
+
+
+@contextmanager
+def _write_transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction (all or nothing); the views it registered are dropped once it is over."""
+    try:
+        with transaction(con):
+            yield
+    finally:
+        for name in _VIEWS:
+            con.unregister(name)
+
+
 def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> WriteResult:
     chain = d.network.chain
     result = WriteResult()
     threads = _Threads(con)
     try:
-        _write(con, d, source, chain, result, threads)
+        with _write_transaction(con):
+            _write(con, d, source, chain, result, threads)
     finally:
         threads.restore()  # after a rollback, if the INSERTs failed
     return result
@@ -67,59 +101,73 @@ def write_blocks(con: duckdb.DuckDBPyConnection, d: Decoded, source: str) -> Wri
 
 def _write(con: duckdb.DuckDBPyConnection, d: Decoded, source: str, chain: str, result: WriteResult,
            threads: _Threads) -> None:  # fmt: skip
-    with transaction(con):
-        block_id0, tx_id0, address_id0 = next_ids(con)
-        # block_id0 == 0: the store holds no block at all, so nothing to skip or link to
-        stored = _StoredBlocks(con, chain, d) if block_id0 else _StoredBlocks.empty()
-        seen: set[bytes] = set()
-        keep = []
-        for k, b in enumerate(d.blocks):
-            if b.header.hash in stored.hashes or b.header.hash in seen:
-                result.skipped += 1
-            else:
-                keep.append(k)
-                seen.add(b.header.hash)
-        if not keep:
-            return
-        heights, height_sources, stored_linked = _link_heights(d, keep, stored)
-        t = build_tables(d, keep, block_id0, tx_id0, chain, source, heights, height_sources)
-        # Address ids and input resolution are computed here, over the batch's columns; SQL only looks
-        # up what the store already holds and appends finished rows.
-        address_id, result.new_addresses, new_addresses = _address_ids(con, chain, t.outputs, address_id0)
-        batch = _BatchOutputs(t, address_id)
-        res = _resolve(con, chain, batch, t.inputs, tx_id0)
-        txs = _with_fees(t.txs, res)
-        new_outputs = pa.table(
-            {"tx_id": t.outputs["tx_id"], "n": t.outputs["n"], "value": t.outputs["value"],
-             "script_type": t.outputs["script_type"], "address_id": address_id,
-             "script": t.outputs["script"]}
-        )  # fmt: skip
-        new_inputs = t.inputs.append_column("prev_tx_id", res.prev_tx_id)
-        new_inputs = new_inputs.append_column("address_id", res.address_id)
-        new_inputs = new_inputs.append_column("value", res.value)
-        new_inputs = new_inputs.append_column("resolved", res.resolved)
-        tables = {"new_blocks": t.blocks, "new_txs": txs, "new_outputs": new_outputs,
-                  "new_inputs": new_inputs}  # fmt: skip
-        if new_addresses is not None:
-            tables["new_addresses"] = new_addresses
-        for name, table in tables.items():
-            con.register(name, table)
-        try:
-            result.late_resolved = _resolve_late(con, chain, batch, tx_id0)
-            rows = max(t.outputs.num_rows, t.inputs.num_rows)
-            threads.one(rows < _ROW_GROUP_ROWS)
-            _insert(con, chain, res.n_unresolved, new_addresses is not None)
-            threads.restore()
-            if stored_linked:
-                _update_linked(con, chain, stored_linked)
-        finally:
-            for name in tables:
-                con.unregister(name)
-        result.unresolved = res.n_unresolved
-        result.blocks = t.blocks.num_rows
-        result.txs = t.txs.num_rows
-        result.inputs = t.inputs.num_rows
-        result.outputs = t.outputs.num_rows
+    block_id0, tx_id0, address_id0 = next_ids(con)
+    # block_id0 == 0: the store holds no block at all, so nothing to skip or link to
+    stored = _StoredBlocks(con, chain, d) if block_id0 else _StoredBlocks.empty()
+    seen: set[bytes] = set()
+    keep = []
+    for k, b in enumerate(d.blocks):
+        if b.header.hash in stored.hashes or b.header.hash in seen:
+            result.skipped += 1
+        else:
+            keep.append(k)
+            seen.add(b.header.hash)
+    if not keep:
+        return
+    heights, height_sources, stored_linked = _link_heights(d, keep, stored)
+    t = build_tables(d, keep, block_id0, tx_id0, chain, source, heights, height_sources)
+    # stored loose transactions that these blocks hold keep their tx_id (tx_id0 == 0: none stored)
+    confirmed = _loose_in_batch(con, chain, t, tx_id0) if tx_id0 else None
+    if confirmed is not None:
+        t = confirmed.tables
+    _store(con, chain, t, tx_id0, address_id0, result, threads, confirmed)
+    if stored_linked:
+        _update_linked(con, chain, stored_linked)
+    result.blocks = t.blocks.num_rows
+
+
+def _store(con: duckdb.DuckDBPyConnection, chain: str, t: BitcoinTables, tx_id0: int, address_id0: int,
+           result: WriteResult, threads: _Threads, confirmed: _Confirmed | None) -> None:  # fmt: skip
+    """Resolve and append the transactions of ``t`` (of blocks, or loose: then ``t.blocks`` is empty);
+    ``confirmed`` marks those stored loose already, which are not appended again but updated."""
+    # Address ids and input resolution are computed here, over the batch's columns; SQL only looks
+    # up what the store already holds and appends finished rows.
+    address_id, result.new_addresses, new_addresses = _address_ids(con, chain, t.outputs, address_id0)
+    batch = _BatchOutputs(t, address_id)
+    res = _resolve(con, chain, batch, t.inputs, tx_id0)
+    txs = _with_fees(t.txs, res)
+    new_outputs = pa.table(
+        {"tx_id": t.outputs["tx_id"], "n": t.outputs["n"], "value": t.outputs["value"],
+         "script_type": t.outputs["script_type"], "address_id": address_id,
+         "script": t.outputs["script"]}
+    )  # fmt: skip
+    new_inputs = t.inputs.append_column("prev_tx_id", res.prev_tx_id)
+    new_inputs = new_inputs.append_column("address_id", res.address_id)
+    new_inputs = new_inputs.append_column("value", res.value)
+    new_inputs = new_inputs.append_column("resolved", res.resolved)
+    n_unresolved = res.n_unresolved
+    if confirmed is not None:
+        txs, new_outputs, new_inputs = confirmed.register_and_drop(con, t, txs, new_outputs, new_inputs)
+        unresolved = pc.and_kleene(pc.invert(new_inputs["is_coinbase"]), pc.invert(new_inputs["resolved"]))
+        n_unresolved = int(pc.sum(unresolved).as_py() or 0)
+        result.loose_confirmed = confirmed.count
+    tables = {"new_blocks": t.blocks, "new_txs": txs, "new_outputs": new_outputs,
+              "new_inputs": new_inputs}  # fmt: skip
+    if new_addresses is not None:
+        tables["new_addresses"] = new_addresses
+    for name, table in tables.items():
+        con.register(name, table)
+    result.late_resolved = _resolve_late(con, chain, batch, tx_id0)
+    rows = max(t.outputs.num_rows, t.inputs.num_rows)
+    threads.one(rows < _ROW_GROUP_ROWS)
+    _insert(con, chain, n_unresolved, new_addresses is not None, t.blocks.num_rows > 0)
+    threads.restore()
+    if confirmed is not None:
+        _update_confirmed(con, chain)
+    result.unresolved = n_unresolved
+    result.txs = t.txs.num_rows
+    result.inputs = t.inputs.num_rows
+    result.outputs = t.outputs.num_rows
 
 
 _ROW_GROUP_ROWS = 122_880  # DuckDB's row group: smaller appends stay in memory and go to the WAL
@@ -153,7 +201,8 @@ class _Threads:
             self.saved = None
 
 
-def _insert(con: duckdb.DuckDBPyConnection, chain: str, n_unresolved: int, addresses: bool) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, chain: str, n_unresolved: int, addresses: bool,
+            blocks: bool) -> None:  # fmt: skip
     """Append the batch's registered tables (new_*) to the store."""
     if addresses:
         con.execute("INSERT INTO addresses SELECT ?, address_id, key FROM new_addresses", [chain])
@@ -184,8 +233,8 @@ def _insert(con: duckdb.DuckDBPyConnection, chain: str, n_unresolved: int, addre
            FROM new_txs""",
         [chain],
     )
-    # BY NAME: columns the schema has beyond these (account-chain fields) stay NULL
-    con.execute("INSERT INTO blocks BY NAME SELECT *, now() AS ingested_at FROM new_blocks")
+    if blocks:  # BY NAME: columns the schema has beyond these (account-chain fields) stay NULL
+        con.execute("INSERT INTO blocks BY NAME SELECT *, now() AS ingested_at FROM new_blocks")
 
 
 class _StoredBlocks:
@@ -202,15 +251,12 @@ class _StoredBlocks:
         asked = pa.table({"hash": pa.array(list(wanted | {b.header.prev_hash for b in d.blocks}),
                                            pa.binary(32))})  # fmt: skip
         con.register("batch_hashes", asked)
-        try:
-            rows = con.execute(
-                """SELECT b.block_id, b.hash, b.prev_hash, b.height, p.height
-                   FROM blocks b LEFT JOIN blocks p ON p.chain = b.chain AND p.hash = b.prev_hash
-                   WHERE b.chain = ? AND (b.height IS NULL OR b.hash IN (SELECT hash FROM batch_hashes))""",
-                [chain],
-            ).fetchall()
-        finally:
-            con.unregister("batch_hashes")
+        rows = con.execute(
+            """SELECT b.block_id, b.hash, b.prev_hash, b.height, p.height
+               FROM blocks b LEFT JOIN blocks p ON p.chain = b.chain AND p.hash = b.prev_hash
+               WHERE b.chain = ? AND (b.height IS NULL OR b.hash IN (SELECT hash FROM batch_hashes))""",
+            [chain],
+        ).fetchall()
         for block_id, h, prev, height, parent_height in rows:
             h = bytes(h)
             if h in wanted:
@@ -266,14 +312,11 @@ def _link_heights(d: Decoded, keep: list[int], stored: _StoredBlocks
 def _update_linked(con: duckdb.DuckDBPyConnection, chain: str, linked: list[tuple[int, int]]) -> None:
     table = pa.table({"block_id": [u[0] for u in linked], "height": [u[1] for u in linked]})
     con.register("linked_heights", table)
-    try:
-        con.execute(
-            """UPDATE blocks SET height = l.height, height_source = 'linked' FROM linked_heights l
-               WHERE blocks.chain = ? AND blocks.block_id = l.block_id""",
-            [chain],
-        )
-    finally:
-        con.unregister("linked_heights")
+    con.execute(
+        """UPDATE blocks SET height = l.height, height_source = 'linked' FROM linked_heights l
+           WHERE blocks.chain = ? AND blocks.block_id = l.block_id""",
+        [chain],
+    )
 
 
 def _address_ids(con: duckdb.DuckDBPyConnection, chain: str, outputs: pa.Table,
@@ -287,14 +330,11 @@ def _address_ids(con: duckdb.DuckDBPyConnection, chain: str, outputs: pa.Table,
     ids = np.full(len(uniq), -1, np.int64)
     if len(uniq) and base > 0:  # base == 0: the store holds no address to look up
         con.register("batch_keys", pa.table({"i": np.arange(len(uniq), dtype=np.int64), "key": uniq}))
-        try:
-            found = con.execute(
-                """SELECT k.i, a.address_id FROM batch_keys k
-                   JOIN addresses a ON a.key = k.key WHERE a.chain = ?""",
-                [chain],
-            ).fetchnumpy()
-        finally:
-            con.unregister("batch_keys")
+        found = con.execute(
+            """SELECT k.i, a.address_id FROM batch_keys k
+               JOIN addresses a ON a.key = k.key WHERE a.chain = ?""",
+            [chain],
+        ).fetchnumpy()
         ids[np.ma.getdata(found["i"]).astype(np.int64)] = np.ma.getdata(found["address_id"])
     new = ids < 0
     n_new = int(new.sum())
@@ -375,18 +415,15 @@ def _resolve(con: duckdb.DuckDBPyConnection, chain: str, batch: _BatchOutputs, i
             "batch_lookup",
             pa.table({"i": ask, "prev_txid": prev_txid.take(pa.array(ask)), "prev_vout": prev_vout[ask]}),
         )
-        try:
-            found = con.execute(
-                """SELECT q.i, p.tx_id, o.address_id, o.value
-                   FROM batch_lookup q
-                   JOIN (SELECT txid, max(tx_id) AS tx_id FROM transactions
-                         WHERE chain = ? AND txid IN (SELECT prev_txid FROM batch_lookup)
-                         GROUP BY txid) p ON p.txid = q.prev_txid
-                   JOIN tx_outputs o ON o.chain = ? AND o.tx_id = p.tx_id AND o.n = q.prev_vout""",
-                [chain, chain],
-            ).fetchnumpy()
-        finally:
-            con.unregister("batch_lookup")
+        found = con.execute(
+            """SELECT q.i, p.tx_id, o.address_id, o.value
+               FROM batch_lookup q
+               JOIN (SELECT txid, max(tx_id) AS tx_id FROM transactions
+                     WHERE chain = ? AND txid IN (SELECT prev_txid FROM batch_lookup)
+                     GROUP BY txid) p ON p.txid = q.prev_txid
+               JOIN tx_outputs o ON o.chain = ? AND o.tx_id = p.tx_id AND o.n = q.prev_vout""",
+            [chain, chain],
+        ).fetchnumpy()
         i = np.ma.getdata(found["i"]).astype(np.int64)
         if i.size:
             r.ok[i] = True
@@ -443,22 +480,19 @@ def _resolve_late(con: duckdb.DuckDBPyConnection, chain: str, batch: _BatchOutpu
         "value": batch.value[out_row[has_out]],
     })  # fmt: skip
     con.register("late_resolution", late)
-    try:
-        con.execute(
-            """UPDATE tx_inputs SET prev_tx_id = l.prev_tx_id, address_id = l.address_id, value = l.value,
-                      resolved = TRUE
-               FROM late_resolution l
-               WHERE tx_inputs.chain = ? AND tx_inputs.tx_id = l.tx_id AND tx_inputs.n = l.n""",
-            [chain],
-        )
-        con.execute(
-            """DELETE FROM unresolved_inputs u WHERE u.chain = ? AND EXISTS
-               (SELECT 1 FROM late_resolution l WHERE l.tx_id = u.tx_id AND l.n = u.n)""",
-            [chain],
-        )
-        refresh_fees(con, chain, "SELECT DISTINCT tx_id FROM late_resolution")
-    finally:
-        con.unregister("late_resolution")
+    con.execute(
+        """UPDATE tx_inputs SET prev_tx_id = l.prev_tx_id, address_id = l.address_id, value = l.value,
+                  resolved = TRUE
+           FROM late_resolution l
+           WHERE tx_inputs.chain = ? AND tx_inputs.tx_id = l.tx_id AND tx_inputs.n = l.n""",
+        [chain],
+    )
+    con.execute(
+        """DELETE FROM unresolved_inputs u WHERE u.chain = ? AND EXISTS
+           (SELECT 1 FROM late_resolution l WHERE l.tx_id = u.tx_id AND l.n = u.n)""",
+        [chain],
+    )
+    refresh_fees(con, chain, "SELECT DISTINCT tx_id FROM late_resolution")
     return int(late.num_rows)
 
 
@@ -537,3 +571,229 @@ def rollback_above(con: duckdb.DuckDBPyConnection, chain: str, height: int) -> i
     for table in ("tx_inputs", "tx_outputs", "unresolved_inputs", "transactions"):
         con.execute(f"DELETE FROM {table} WHERE chain = ? AND tx_id IN (SELECT tx_id FROM gone_txs)", [chain])
     return _count(con, "DELETE FROM blocks WHERE chain = ? AND height > ?", [chain, height])
+
+
+# --- loose transactions: single raw transactions, stored outside any block ---------------------------
+
+
+class _Confirmed:
+    """The batch's transactions that are stored loose already (``mask``, per batch tx row), with the
+    batch renumbered so that they carry their stored tx_id and the others dense ids from tx_id0."""
+
+    def __init__(self, tables: BitcoinTables, mask: Bools) -> None:
+        self.tables = tables
+        self.mask = mask
+        self.count = int(mask.sum())
+
+    def register_and_drop(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        t: BitcoinTables,
+        txs: pa.Table,
+        outputs: pa.Table,
+        inputs: pa.Table,
+    ) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """Register what the block says of the confirmed transactions (``confirmed_txs``,
+        ``confirmed_inputs``) and return the rows to append without them."""
+        keep_tx = ~self.mask
+        keep_out = np.repeat(keep_tx, np.asarray(t.txs["output_count"]).astype(np.int64))
+        keep_in = np.repeat(keep_tx, np.asarray(t.txs["input_count"]).astype(np.int64))
+        txs_cols = ["tx_id", "block_id", "position", "wtxid", "size", "weight"]
+        con.register("confirmed_txs", t.txs.filter(pa.array(self.mask)).select(txs_cols))
+        con.register(
+            "confirmed_inputs", t.inputs.filter(pa.array(~keep_in)).select(["tx_id", "n", "witness_items"])
+        )
+        return (
+            txs.filter(pa.array(keep_tx)),
+            outputs.filter(pa.array(keep_out)),
+            inputs.filter(pa.array(keep_in)),
+        )
+
+
+def _loose_in_batch(con: duckdb.DuckDBPyConnection, chain: str, t: BitcoinTables,
+                    tx_id0: int) -> _Confirmed | None:  # fmt: skip
+    """The batch's transactions stored loose already (the first occurrence of each txid in the
+    batch), or None when there is none."""
+    loose = con.sql(
+        "SELECT txid, tx_id FROM transactions WHERE chain = $1 AND block_id IS NULL", params=[chain]
+    ).to_arrow_table()
+    if not loose.num_rows:
+        return None
+    txid = t.txs.column("txid").combine_chunks().cast(pa.binary())
+    row = pc.index_in(loose.column("txid").combine_chunks().cast(pa.binary()), value_set=txid)
+    hit = row.is_valid()
+    if not pc.any(hit).as_py():
+        return None
+    rows = np.asarray(row.filter(hit)).astype(np.int64)
+    mask = np.zeros(t.txs.num_rows, np.bool_)
+    mask[rows] = True
+    ids = np.empty(t.txs.num_rows, np.int64)
+    ids[~mask] = tx_id0 + np.arange(t.txs.num_rows - rows.size, dtype=np.int64)
+    ids[rows] = np.asarray(loose.column("tx_id").combine_chunks().filter(hit)).astype(np.int64)
+    n_in = np.asarray(t.txs["input_count"]).astype(np.int64)
+    n_out = np.asarray(t.txs["output_count"]).astype(np.int64)
+
+    def renumbered(table: pa.Table, tx_ids: I64) -> pa.Table:
+        return table.set_column(table.schema.get_field_index("tx_id"), "tx_id", pa.array(tx_ids))
+
+    tables = BitcoinTables(
+        t.blocks,
+        renumbered(t.txs, ids),
+        renumbered(t.outputs, np.repeat(ids, n_out)),
+        renumbered(t.inputs, np.repeat(ids, n_in)),
+    )
+    return _Confirmed(tables, mask)
+
+
+def _update_confirmed(con: duckdb.DuckDBPyConnection, chain: str) -> None:
+    """Give confirmed loose transactions their block and position, and what a (malleated) witness
+    may have changed: wtxid, size, weight, witness item counts."""
+    con.execute(
+        """UPDATE transactions SET block_id = c.block_id, position = c.position, wtxid = c.wtxid,
+                  size = c.size, weight = c.weight
+           FROM confirmed_txs c WHERE transactions.chain = ? AND transactions.tx_id = c.tx_id""",
+        [chain],
+    )
+    con.execute(
+        """UPDATE tx_inputs SET witness_items = c.witness_items FROM confirmed_inputs c
+           WHERE tx_inputs.chain = ? AND tx_inputs.tx_id = c.tx_id AND tx_inputs.n = c.n
+             AND tx_inputs.witness_items <> c.witness_items""",
+        [chain],
+    )
+
+
+@dataclass
+class LooseTx:
+    """What happened to one raw transaction given to :func:`write_loose_txs`."""
+
+    txid: str
+    stored: bool  # stored by this call (False: it was in the store already)
+    confirmed: bool  # in a stored block
+    block_hash: str | None
+    height: int | None
+    inputs: int
+    unresolved: int  # inputs whose funding output is not stored
+    fee: int | None  # None unless every input is resolved
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.stored:
+            return "stored (unconfirmed)"
+        if self.confirmed:
+            at = f"height {self.height}" if self.height is not None else f"block {self.block_hash}"
+            return f"already stored, confirmed at {at}"
+        return "already stored (unconfirmed)"
+
+
+@dataclass
+class LooseWriteResult(WriteResult):
+    loose: list[LooseTx] = field(default_factory=list)  # one per distinct txid given, in input order
+
+
+_NO_BLOCK = BlockInfo(
+    BlockHeader(bytes(32), 0, bytes(32), bytes(32), 0, 0, 0), None, None, 0, 0, 0, True, None
+)
+
+
+def write_loose_txs(con: duckdb.DuckDBPyConnection, d: Decoded) -> LooseWriteResult:
+    """Store bare transactions (``decode_transactions``: segment k is transaction k) outside any block,
+    in one transaction: ``block_id`` and ``position`` null, inputs resolved against every stored output
+    (the others' listed in ``unresolved_inputs``, like a block's), earlier unresolved inputs spending
+    their outputs resolved. A txid stored already (loose or in a block) is skipped. Every given
+    transaction is reported with its status, fee, and the stored transactions that double-spend its
+    inputs. Coinbase transactions exist only in their block and are refused."""
+    if d.blocks:
+        raise ValueError("write_loose_txs takes bare transactions (decode_transactions), not blocks")
+    chain = d.network.chain
+    result = LooseWriteResult()
+    threads = _Threads(con)
+    try:
+        with _write_transaction(con):
+            _write_loose(con, d, chain, result, threads)
+    finally:
+        threads.restore()
+    return result
+
+
+def coinbase_rows(d: Decoded) -> list[int]:
+    """The bare transactions of ``d`` that are coinbases (one input, spending no output)."""
+    first_in = d.seg_in[:-1]
+    cb = (d.tx_n_in == 1) & (d.in_vout[first_in] == 0xFFFFFFFF) & ~d.in_prev[first_in].any(axis=1)
+    return [int(k) for k in np.flatnonzero(cb)]
+
+
+def _write_loose(con: duckdb.DuckDBPyConnection, d: Decoded, chain: str, result: LooseWriteResult,
+                 threads: _Threads) -> None:  # fmt: skip
+    if coinbases := coinbase_rows(d):
+        raise CorruptData(
+            f"transaction {d.txid_hex(coinbases[0])} is a coinbase",
+            "a coinbase exists only in its block: ingest the block (ingest bitcoin-blocks|bitcoin-rpc)",
+        )
+    _, tx_id0, address_id0 = next_ids(con)
+    txids = [bytes(d.txid[k]) for k in range(d.n_tx)]
+    con.register("batch_txids", pa.table({"txid": pa.array(txids, pa.binary())}))
+    stored: set[bytes] = set()
+    if tx_id0:
+        rows = con.execute(
+            "SELECT DISTINCT txid FROM transactions WHERE chain = ? AND txid IN (FROM batch_txids)",
+            [chain],
+        ).fetchall()
+        stored = {bytes(r[0]) for r in rows}
+    keep: list[int] = []
+    seen = set(stored)
+    for k, h in enumerate(txids):
+        if h not in seen:
+            keep.append(k)
+            seen.add(h)
+    if keep:
+        _store(con, chain, _loose_tables(d, keep, tx_id0, chain), tx_id0, address_id0, result, threads, None)
+    result.skipped = len(set(txids) & stored)
+    result.loose = _loose_report(con, chain, txids, {txids[k] for k in keep})
+
+
+def _loose_tables(d: Decoded, keep: list[int], tx_id0: int, chain: str) -> BitcoinTables:
+    """The rows of bare transactions ``keep``, built by the code that builds block transactions' rows:
+    each transaction is given a placeholder block (its rows dropped), then what only a block gives is
+    nulled: block_id, position, coinbase script; and no transaction outside a block is a coinbase."""
+    t = build_tables(replace(d, blocks=[_NO_BLOCK] * (len(d.seg_tx) - 1)), keep, 0, tx_id0, chain, "raw")
+    n = t.txs.num_rows
+    txs = t.txs
+    for name, type_ in (("block_id", pa.int64()), ("position", pa.int32()),
+                        ("coinbase_script", txs.schema.field("coinbase_script").type)):  # fmt: skip
+        txs = txs.set_column(txs.schema.get_field_index(name), name, pa.nulls(n, type_))
+    txs = txs.set_column(
+        txs.schema.get_field_index("is_coinbase"), "is_coinbase", pa.array(np.zeros(n, np.bool_))
+    )
+    inputs = t.inputs.set_column(
+        t.inputs.schema.get_field_index("is_coinbase"),
+        "is_coinbase",
+        pa.array(np.zeros(t.inputs.num_rows, np.bool_)),
+    )
+    return BitcoinTables(t.blocks.slice(0, 0), txs, t.outputs, inputs)
+
+
+def _loose_report(con: duckdb.DuckDBPyConnection, chain: str, txids: list[bytes],
+                  new: set[bytes]) -> list[LooseTx]:  # fmt: skip
+    """Each distinct given txid as the store now holds it (the latest stored copy), with conflicts."""
+    rows = con.execute(
+        """SELECT t.txid, t.tx_id, b.hash, b.height, t.block_id IS NOT NULL, t.input_count, t.fee,
+                  (SELECT count(*) FROM unresolved_inputs u WHERE u.chain = t.chain AND u.tx_id = t.tx_id)
+           FROM transactions t LEFT JOIN blocks b ON b.block_id = t.block_id
+           WHERE t.chain = ? AND t.txid IN (SELECT txid FROM batch_txids) ORDER BY t.tx_id""",
+        [chain],
+    ).fetchall()
+    by_txid = {bytes(r[0]): r for r in rows}  # the latest copy wins
+    tx_ids = [int(r[1]) for r in by_txid.values()]
+    conflicts = double_spends(con, chain, tx_ids)
+    out: list[LooseTx] = []
+    for h in dict.fromkeys(txids):
+        _, tx_id, block_hash, height, confirmed, n_in, fee, unresolved = by_txid[h]
+        block = None if block_hash is None else bytes(block_hash).hex()
+        spent_too = conflicts.get(int(tx_id), [])
+        out.append(
+            LooseTx(
+                h.hex(), h in new, bool(confirmed), block, height, int(n_in), int(unresolved), fee, spent_too
+            )
+        )
+    return out

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from fundtrail.errors import NotFound, StoreError
 from fundtrail.store.schema import LATEST, MIGRATIONS
@@ -94,3 +95,25 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> Iterator[str]:
+    """Expose an Arrow table to SQL as ``name`` for the duration of the block. An error inside the block
+    is never hidden by the unregistering (DuckDB refuses it in an aborted transaction)."""
+    con.register(name, table)
+    ok = False
+    try:
+        yield name
+        ok = True
+    finally:
+        try:
+            con.unregister(name)
+        except duckdb.Error:
+            if ok:
+                raise
+
+
+def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> pa.Table:
+    """A query's whole result as an Arrow table."""
+    return con.sql(sql, params=params).to_arrow_table()

@@ -332,12 +332,31 @@ def decode_blocks(
     return _decode(buf, starts, ends, network, True, heights, height_source, check_pow)
 
 
+class TransactionRejected(CorruptData):
+    """A bare transaction does not decode: ``index`` is its position in the call, ``code`` the kernel's
+    error code (``kernels.E_TRUNCATED``, ...), ``detail`` the problem without the fix."""
+
+    def __init__(self, index: int, code: int, detail: str) -> None:
+        self.index = index
+        self.code = code
+        self.detail = detail
+        super().__init__(f"transaction does not decode: {detail}", "check the input data")
+
+
 def decode_transaction(raw: bytes, network: Network) -> Decoded:
     """Decode one serialized transaction (no block around it)."""
-    buf = np.frombuffer(raw, np.uint8)
-    return _decode(
-        buf, np.array([0], np.int64), np.array([len(raw)], np.int64), network, False, None, None, False
-    )
+    return decode_transactions([raw], network)
+
+
+def decode_transactions(raws: list[bytes], network: Network) -> Decoded:
+    """Decode bare serialized transactions (no block around them), each exactly one transaction, in one
+    compiled pass: the same kernel that walks the transactions of blocks. Segment k of the result is
+    transaction k (``d.blocks`` is empty). Raises :class:`TransactionRejected` for the first that is
+    truncated, has bytes after its end, or is otherwise malformed."""
+    lens = np.array([len(r) for r in raws], np.int64)
+    ends = np.cumsum(lens)
+    buf = np.frombuffer(b"".join(raws), np.uint8)
+    return _decode(buf, ends - lens, ends, network, False, None, None, False)
 
 
 def _decode(
@@ -368,7 +387,7 @@ def _decode(
             )
             exc.index = k
             raise exc
-        raise CorruptData(f"transaction does not decode: {problem}", "check the input data")
+        raise TransactionRejected(k, int(err[k]), problem)
 
     h = _hash_batch(buf, tx_off, tx_len, tx_strip_len, tx_segwit, starts, seg_tx, has_header)
     txid, wtxid = h.txid, h.wtxid
