@@ -115,6 +115,28 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE TABLE cluster_pending (chain VARCHAR NOT NULL, tx_id BIGINT NOT NULL)",
         ],
     ),
+    (
+        4,
+        "Screening: per-cluster exposure to categories (direct and indirect), with evidence",
+        [
+            """CREATE TABLE exposure (
+                chain VARCHAR NOT NULL, asset_id BIGINT NOT NULL, cluster_id BIGINT NOT NULL,
+                scope VARCHAR NOT NULL, direction VARCHAR NOT NULL, category VARCHAR NOT NULL,
+                amount HUGEINT NOT NULL, share DOUBLE NOT NULL, hops INTEGER NOT NULL)""",
+            """CREATE TABLE exposure_totals (
+                chain VARCHAR NOT NULL, asset_id BIGINT NOT NULL, cluster_id BIGINT NOT NULL,
+                received HUGEINT NOT NULL, sent HUGEINT NOT NULL)""",
+            """CREATE TABLE exposure_evidence (
+                chain VARCHAR NOT NULL, asset_id BIGINT NOT NULL, cluster_id BIGINT NOT NULL,
+                scope VARCHAR NOT NULL, direction VARCHAR NOT NULL, category VARCHAR NOT NULL,
+                counterparty_id BIGINT NOT NULL, amount HUGEINT NOT NULL, hops INTEGER NOT NULL,
+                tx_ids BIGINT[] NOT NULL)""",
+            """CREATE TABLE exposure_state (
+                chain VARCHAR NOT NULL, asset_id BIGINT NOT NULL, config VARCHAR NOT NULL,
+                tx_watermark BIGINT NOT NULL, clusters_version VARCHAR NOT NULL,
+                labels_version VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
