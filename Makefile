@@ -44,6 +44,12 @@ demo: $(STAMP)
 	$(BIN)/fundtrail --db $(DB) show cluster 14w8gyELsFkg3muiRs2Ptp5UYZHo6BaWX5
 	$(BIN)/fundtrail --db $(DB) explain-cluster 14w8gyELsFkg3muiRs2Ptp5UYZHo6BaWX5 1AcC14cC4V4kzppdHygQoGbcSMhDbdAT7A
 	$(BIN)/fundtrail --db $(DB) show address 1NDyJtNTjmwk5xPNhjgAMu4HDHigtobu1s
+	$(BIN)/fundtrail --db $(DB) trace --from 0437cd7f8525ceed2324359c2d0ba26006d92d856a9c20fa0241106ee5a597c9:0 --hops 5
+	$(BIN)/fundtrail --db $(DB) trace --from f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16:0 \
+	    --direction backward --policy fifo
+	$(BIN)/fundtrail --db $(DB) exposure --chain bitcoin
+	$(BIN)/fundtrail --db $(DB) screen 1NDyJtNTjmwk5xPNhjgAMu4HDHigtobu1s 12cbQLTFMXRnSzktFkuoG3eHoMeFtpTu3S
+	$(BIN)/fundtrail --db $(DB) screen --chain tron TUCsTq7TofTCJRRoHk6RvhMoS2mJLm5Yzq
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

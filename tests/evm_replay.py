@@ -19,15 +19,15 @@ arrays answered with HTTP 200; tests can queue transient HTTP failures and count
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable, Sequence
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.http_server import JsonHandler, LocalServer
 
 PREFIX = "web3_response."
 
@@ -45,7 +45,7 @@ def file_name(method: str, params: Sequence[Any]) -> str:
     return f"{PREFIX}{method}_{'_'.join(param_to_str(p) for p in params)}.json"
 
 
-class EvmReplay:
+class EvmReplay(LocalServer[int]):
     def __init__(
         self,
         directories: Sequence[Path] = (),
@@ -56,6 +56,7 @@ class EvmReplay:
         tip: int | None = None,
         block_receipts: bool = False,
     ) -> None:
+        super().__init__(_handler(self))
         self.files: dict[str, Any] = {}
         for d in directories:
             for path in sorted(d.glob(f"{PREFIX}*.json")):
@@ -68,41 +69,12 @@ class EvmReplay:
         self.block_receipts = block_receipts
         self.overrides: dict[str, Any] = {}  # file name (lower case) -> result to answer instead
         self.calls: Counter[str] = Counter()  # calls answered (with a result or an error), by method
-        self.posts = 0
-        self._failures: list[int] = []
-        self._lock = threading.Lock()
         self._http = httpx.Client(timeout=30) if upstream else None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> EvmReplay:
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        super().stop()
         if self._http is not None:
             self._http.close()
-
-    def fail_next(self, *statuses: int) -> None:
-        with self._lock:
-            self._failures.extend(statuses)
-
-    def take_failure(self) -> int | None:
-        with self._lock:
-            self.posts += 1
-            return self._failures.pop(0) if self._failures else None
 
     # -- answers ---------------------------------------------------------------------------------------
 
@@ -177,41 +149,24 @@ def _error(cid: Any, code: int, message: str) -> dict[str, Any]:
 
 
 def _handler(node: EvmReplay) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return None
-
-        def _send(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            raw = self.body()
             failure = node.take_failure()
             if failure is not None:
-                self._send(failure, b"transient failure")
+                self.reply(failure, b"transient failure")
                 return
             try:
                 body = json.loads(raw)
             except ValueError:
-                self._send(200, json.dumps(_error(None, -32700, "Parse error")).encode())
+                self.reply_json(200, _error(None, -32700, "Parse error"))
                 return
             reply = [node.answer(c) for c in body] if isinstance(body, list) else node.answer(body)
-            self._send(200, json.dumps(reply).encode())
+            self.reply_json(200, reply)
 
     return Handler
 
 
-@contextmanager
-def evm_replay(directories: Sequence[Path] = (), **kwargs: Any) -> Iterator[EvmReplay]:
-    node = EvmReplay(directories, **kwargs)
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
+def evm_replay(directories: Sequence[Path] = (), **kwargs: Any) -> EvmReplay:
+    """A replay of ``directories``, to use as a context manager (started on entry, stopped on exit)."""
+    return EvmReplay(directories, **kwargs)

@@ -17,17 +17,16 @@ import hashlib
 import itertools
 import json
 import struct
-import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping, Sequence
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from fundtrail.chains.bitcoin.blockfile import read_block_file
 from fundtrail.chains.bitcoin.builder import compact_size
 from fundtrail.chains.bitcoin.network import Network
+from tests.http_server import JsonHandler, LocalServer
 
 Failure = int | str  # an HTTP status to answer with, "drop" (close without answering) or "warmup" (-28)
 
@@ -71,45 +70,21 @@ def recorded_blocks(directories: Sequence[Path]) -> dict[int, tuple[bytes, dict[
     return out
 
 
-class ReplayNode:
+class ReplayNode(LocalServer[Failure]):
     def __init__(self, user: str = "rpcuser", password: str = "s3cret-p4ss") -> None:
+        super().__init__(_handler(self))
         self.user = user
         self.password = password
-        self._lock = threading.Lock()
         self._chain: dict[int, str] = {}  # height -> hash of the active chain
         self._raw: dict[str, bytes] = {}  # every block ever served, by hash
         self._verbose: dict[str, dict[str, Any]] = {}
-        self._failures: list[Failure] = []
-        self.posts = 0  # every HTTP POST, failed ones included
         self.unauthorized = 0
         self.bodies: list[Any] = []  # parsed bodies of the requests answered
         self.calls: Counter[str] = Counter()  # JSON-RPC calls answered, by method
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-
-    # -- lifecycle -------------------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
         return f"http://{self.user}:{self.password}@127.0.0.1:{self.port}"
-
-    def start(self) -> ReplayNode:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
 
     # -- what it serves --------------------------------------------------------------------------------
 
@@ -132,10 +107,6 @@ class ReplayNode:
         with self._lock:
             self._raw[self._chain[height]] = raw
 
-    def fail_next(self, *failures: Failure) -> None:
-        with self._lock:
-            self._failures.extend(failures)
-
     def chain_hashes(self) -> dict[int, str]:
         with self._lock:
             return dict(self._chain)
@@ -152,11 +123,6 @@ class ReplayNode:
     def authorized(self, header: str | None) -> bool:
         expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         return header == f"Basic {expected}"
-
-    def take_failure(self) -> Failure | None:
-        with self._lock:
-            self.posts += 1
-            return self._failures.pop(0) if self._failures else None
 
     def answer(self, call: Any, warmup: bool) -> dict[str, Any]:
         if not isinstance(call, dict) or not isinstance(call.get("method"), str):
@@ -208,63 +174,40 @@ class _RpcFailure(Exception):
 
 
 def _handler(node: ReplayNode) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return None
-
-        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="jsonrpc"')
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
+            raw = self.body()
             failure = node.take_failure()
-            if failure == "drop":
-                self.close_connection = True
-                return
-            if isinstance(failure, int):
-                self._send(failure, b"<html>transient failure</html>", "text/html")
+            if self.fail(failure):
                 return
             if not node.authorized(self.headers.get("Authorization")):
                 with node._lock:
                     node.unauthorized += 1
-                self._send(401, b"")
+                self.reply(401, b"", headers=(("WWW-Authenticate", 'Basic realm="jsonrpc"'),))
                 return
             try:
                 body = json.loads(raw)
             except ValueError:
                 err = {"result": None, "error": {"code": -32700, "message": "Parse error"}, "id": None}
-                self._send(500, json.dumps(err).encode())
+                self.reply_json(500, err)
                 return
             with node._lock:
                 node.bodies.append(body)
             warmup = failure == "warmup"
             if isinstance(body, list):
-                self._send(200, json.dumps([node.answer(c, warmup) for c in body]).encode())
+                self.reply_json(200, [node.answer(c, warmup) for c in body])
                 return
             reply = node.answer(body, warmup)
             status = 200
             if reply["error"] is not None:
                 status = 404 if reply["error"]["code"] == -32601 else 500
-            self._send(status, json.dumps(reply).encode())
+            self.reply_json(status, reply)
 
     return Handler
 
 
-@contextmanager
-def replay_node(blocks: Sequence[bytes] | Mapping[int, bytes] = (), **kwargs: str) -> Iterator[ReplayNode]:
+def replay_node(blocks: Sequence[bytes] | Mapping[int, bytes] = (), **kwargs: str) -> ReplayNode:
+    """A node serving ``blocks``, to use as a context manager (started on entry, stopped on exit)."""
     node = ReplayNode(**kwargs)
     node.set_chain(blocks)
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
+    return node

@@ -16,8 +16,9 @@ from fundtrail.chains.bitcoin.network import MAINNET
 from fundtrail.errors import CorruptData, InvalidInput
 from fundtrail.ingest.bitcoin_tx import ingest_raw_transactions
 from fundtrail.store import bitcoin_read
+from fundtrail.store.bitcoin_loose import write_loose_txs
 from fundtrail.store.bitcoin_read import LOOSE_STATUS
-from fundtrail.store.bitcoin_write import write_blocks, write_loose_txs
+from fundtrail.store.bitcoin_write import write_blocks
 from fundtrail.store.db import connect
 from tests.conftest import BLOCK_514485, FIRST_BLOCKS, table_counts
 from tests.test_cli import run

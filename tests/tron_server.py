@@ -31,16 +31,15 @@ import base64
 import hashlib
 import json
 import random
-import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from fundtrail.chains.evm.logs import TRANSFER_TOPIC_HEX
+from tests.http_server import JsonHandler, LocalServer
 
 DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "graphsense-lib").resolve()
 TRX_2018 = DATA / "trx_0to10000"
@@ -55,37 +54,15 @@ Failure = int | str
 # -- the server ------------------------------------------------------------------------------------------
 
 
-class TronNode:
+class TronNode(LocalServer[Failure]):
     def __init__(self, api_key: str | None = None) -> None:
+        super().__init__(_handler(self))
         self.api_key = api_key
         self.limitnext = "on"  # or "404", "error", "empty"
-        self._lock = threading.Lock()
         self._blocks: dict[int, str] = {}
         self._infos: dict[int, str] = {}
-        self._failures: list[Failure] = []
-        self.posts = 0
         self.served: Counter[str] = Counter()
         self.headers_seen: list[dict[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> TronNode:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
 
     def set_chain(self, chain: Chain) -> None:
         blocks = {h: json.dumps(b, separators=(",", ":")) for h, (b, _) in chain.items()}
@@ -93,19 +70,10 @@ class TronNode:
         with self._lock:
             self._blocks, self._infos = blocks, infos
 
-    def fail_next(self, *failures: Failure) -> None:
-        with self._lock:
-            self._failures.extend(failures)
-
     def reset_counts(self) -> None:
         with self._lock:
             self.posts = 0
             self.served = Counter()
-
-    def take_failure(self) -> Failure | None:
-        with self._lock:
-            self.posts += 1
-            return self._failures.pop(0) if self._failures else None
 
     def answer(self, path: str, body: Any) -> tuple[int, str]:
         name = path.removeprefix("/wallet/")
@@ -139,56 +107,35 @@ class TronNode:
 
 
 def _handler(node: TronNode) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(JsonHandler):
         disable_nagle_algorithm = True  # one small answer per request: no 40 ms delayed-ACK stalls
         wbufsize = -1  # headers and body leave in one write (flushed after each request)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
+            raw = self.body()
             with node._lock:
                 node.headers_seen.append(dict(self.headers))
-            failure = node.take_failure()
-            if failure == "drop":
-                self.close_connection = True
-                return
-            if isinstance(failure, int):
-                self._send(failure, b"<html>transient failure</html>", "text/html")
+            if self.fail(node.take_failure()):
                 return
             if node.api_key is not None and self.headers.get("TRON-PRO-API-KEY") != node.api_key:
-                self._send(401, b'{"Error":"ApiKey not exists"}')
+                self.reply(401, b'{"Error":"ApiKey not exists"}')
                 return
             try:
                 body = json.loads(raw) if raw else {}
             except ValueError:
-                self._send(200, b'{"Error":"com.google.gson.JsonSyntaxException"}')
+                self.reply(200, b'{"Error":"com.google.gson.JsonSyntaxException"}')
                 return
             status, text = node.answer(self.path, body)
-            self._send(status, text.encode(), "application/json" if status == 200 else "text/html")
+            self.reply(status, text.encode(), "application/json" if status == 200 else "text/html")
 
     return Handler
 
 
-@contextmanager
-def tron_node(chain: Chain | None = None, api_key: str | None = None) -> Iterator[TronNode]:
+def tron_node(chain: Chain | None = None, api_key: str | None = None) -> TronNode:
+    """A node serving ``chain``, to use as a context manager (started on entry, stopped on exit)."""
     node = TronNode(api_key)
     node.set_chain(chain or {})
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
+    return node
 
 
 # -- JSON in java-tron's shapes ----------------------------------------------------------------------------

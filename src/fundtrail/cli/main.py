@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fundtrail.cli import cluster, ingest, labels, show
+from fundtrail.cli import cluster, exposure, ingest, labels, screen, show, trace
 from fundtrail.cli.state import state
 from fundtrail.errors import FundtrailError
 
@@ -27,6 +27,9 @@ app.add_typer(labels.app, name="labels")
 app.command("summary")(show.summary)
 app.command("cluster")(cluster.cluster)
 app.command("explain-cluster")(cluster.explain_cluster)
+app.command("trace")(trace.trace_command)
+app.command("screen")(screen.screen_command)
+app.command("exposure")(exposure.exposure_command)
 show.app.command("cluster")(cluster.show_cluster)
 
 

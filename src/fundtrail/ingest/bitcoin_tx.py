@@ -20,7 +20,7 @@ from fundtrail.chains.bitcoin import kernels
 from fundtrail.chains.bitcoin.decoder import TransactionRejected, decode_transactions
 from fundtrail.chains.bitcoin.network import Network
 from fundtrail.errors import InvalidInput
-from fundtrail.store.bitcoin_write import LooseWriteResult, coinbase_rows, write_loose_txs
+from fundtrail.store.bitcoin_loose import LooseWriteResult, coinbase_rows, write_loose_txs
 
 MIN_TX_BYTES = 60  # version, one input with an empty script, one output with an empty script, locktime
 _HEX = frozenset(string.hexdigits)

@@ -86,6 +86,7 @@ class RawFlow:
     endpoints: list[RawEndpoint] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
     created: int = 0  # poison only: clean value the policy marked as tainted
+    notes: list[str] = field(default_factory=list)  # what the tracer assumed (e.g. unknown input values)
 
     def check(self) -> None:
         """The conservation invariant; a violation is a bug in a tracer, never a user error."""

@@ -268,144 +268,60 @@ def _walk(
 
 
 @njit(cache=True)
+def _columns(nt: int, ni: int, no: int) -> Any:
+    """The row arrays :func:`_walk` fills, in its argument order, for nt transactions, ni inputs and no
+    outputs (all empty: what count mode is given)."""
+    return (
+        np.empty(nt, np.int64),  # tx_off
+        np.empty(nt, np.int64),  # tx_len
+        np.empty(nt, np.int64),  # tx_strip_len
+        np.empty(nt, np.int64),  # tx_version
+        np.empty(nt, np.int64),  # tx_locktime
+        np.empty(nt, np.bool_),  # tx_segwit
+        np.empty(nt, np.int64),  # tx_n_in
+        np.empty(nt, np.int64),  # tx_n_out
+        np.empty((ni, 32), np.uint8),  # in_prev
+        np.empty(ni, np.int64),  # in_vout
+        np.empty(ni, np.int64),  # in_seq
+        np.empty(ni, np.int64),  # in_script_off
+        np.empty(ni, np.int64),  # in_script_len
+        np.empty(ni, np.int64),  # in_wit_items
+        np.empty(ni, np.int64),  # in_wit_off
+        np.empty(ni, np.int64),  # in_wit_len
+        np.empty(no, np.int64),  # out_value
+        np.empty(no, np.int64),  # out_script_off
+        np.empty(no, np.int64),  # out_script_len
+        np.empty(no, np.uint8),  # out_type
+        np.empty(no, np.int64),  # out_pay_off
+        np.empty(no, np.int64),  # out_pay_len
+    )
+
+
+@njit(cache=True)
 def decode_segments(buf: Any, starts: Any, ends: Any, has_header: bool) -> Any:
     """Decode every segment buf[starts[k]:ends[k]] (a block, or a bare transaction when has_header is
-    False). Segments that fail get err[k] != 0 and contribute no rows."""
+    False). Segments that fail get err[k] != 0 and contribute no rows. Returns (err, err_pos, seg_tx,
+    seg_in, seg_out) followed by the row arrays of :func:`_columns`."""
     nseg = starts.shape[0]
     err = np.zeros(nseg, np.int32)
     err_pos = np.zeros(nseg, np.int64)
     seg_tx = np.zeros(nseg + 1, np.int64)
     seg_in = np.zeros(nseg + 1, np.int64)
     seg_out = np.zeros(nseg + 1, np.int64)
-    e8 = np.empty(0, np.uint8)
-    e64 = np.empty(0, np.int64)
-    eb = np.empty(0, np.bool_)
-    e2 = np.empty((0, 32), np.uint8)
+    empty = _columns(0, 0, 0)
     for k in range(nseg):
-        e, ep, nt, ni, no, _ = _walk(
-            buf,
-            starts[k],
-            ends[k],
-            has_header,
-            False,
-            0,
-            0,
-            0,
-            e64,
-            e64,
-            e64,
-            e64,
-            e64,
-            eb,
-            e64,
-            e64,
-            e2,
-            e64,
-            e64,
-            e64,
-            e64,
-            e64,
-            e64,
-            e64,
-            e64,
-            e64,
-            e64,
-            e8,
-            e64,
-            e64,
-        )
+        e, ep, nt, ni, no, _ = _walk(buf, starts[k], ends[k], has_header, False, 0, 0, 0, *empty)
         err[k] = e
         err_pos[k] = ep
         seg_tx[k + 1] = seg_tx[k] + nt
         seg_in[k + 1] = seg_in[k] + ni
         seg_out[k + 1] = seg_out[k] + no
-    nt, ni, no = seg_tx[nseg], seg_in[nseg], seg_out[nseg]
-    tx_off = np.empty(nt, np.int64)
-    tx_len = np.empty(nt, np.int64)
-    tx_strip_len = np.empty(nt, np.int64)
-    tx_version = np.empty(nt, np.int64)
-    tx_locktime = np.empty(nt, np.int64)
-    tx_segwit = np.empty(nt, np.bool_)
-    tx_n_in = np.empty(nt, np.int64)
-    tx_n_out = np.empty(nt, np.int64)
-    in_prev = np.empty((ni, 32), np.uint8)
-    in_vout = np.empty(ni, np.int64)
-    in_seq = np.empty(ni, np.int64)
-    in_script_off = np.empty(ni, np.int64)
-    in_script_len = np.empty(ni, np.int64)
-    in_wit_items = np.empty(ni, np.int64)
-    in_wit_off = np.empty(ni, np.int64)
-    in_wit_len = np.empty(ni, np.int64)
-    out_value = np.empty(no, np.int64)
-    out_script_off = np.empty(no, np.int64)
-    out_script_len = np.empty(no, np.int64)
-    out_type = np.empty(no, np.uint8)
-    out_pay_off = np.empty(no, np.int64)
-    out_pay_len = np.empty(no, np.int64)
+    cols = _columns(seg_tx[nseg], seg_in[nseg], seg_out[nseg])
     for k in range(nseg):
         if err[k] != OK:
             continue
-        _walk(
-            buf,
-            starts[k],
-            ends[k],
-            has_header,
-            True,
-            seg_tx[k],
-            seg_in[k],
-            seg_out[k],
-            tx_off,
-            tx_len,
-            tx_strip_len,
-            tx_version,
-            tx_locktime,
-            tx_segwit,
-            tx_n_in,
-            tx_n_out,
-            in_prev,
-            in_vout,
-            in_seq,
-            in_script_off,
-            in_script_len,
-            in_wit_items,
-            in_wit_off,
-            in_wit_len,
-            out_value,
-            out_script_off,
-            out_script_len,
-            out_type,
-            out_pay_off,
-            out_pay_len,
-        )
-    return (
-        err,
-        err_pos,
-        seg_tx,
-        seg_in,
-        seg_out,
-        tx_off,
-        tx_len,
-        tx_strip_len,
-        tx_version,
-        tx_locktime,
-        tx_segwit,
-        tx_n_in,
-        tx_n_out,
-        in_prev,
-        in_vout,
-        in_seq,
-        in_script_off,
-        in_script_len,
-        in_wit_items,
-        in_wit_off,
-        in_wit_len,
-        out_value,
-        out_script_off,
-        out_script_len,
-        out_type,
-        out_pay_off,
-        out_pay_len,
-    )
+        _walk(buf, starts[k], ends[k], has_header, True, seg_tx[k], seg_in[k], seg_out[k], *cols)
+    return (err, err_pos, seg_tx, seg_in, seg_out, *cols)
 
 
 @njit(cache=True)

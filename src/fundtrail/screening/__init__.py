@@ -1,0 +1,1 @@
+"""Screening: precomputed exposure of clusters to attribution categories, and the screener over it."""

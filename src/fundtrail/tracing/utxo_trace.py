@@ -1,0 +1,761 @@
+"""Taint tracing on a UTXO chain: where did the value of some outputs go (forward), or where did it come
+from (backward), under one of five policies. One compiled pass over a :class:`UtxoGraph`'s CSR arrays;
+transactions are taken from a priority queue in topological order (forward: smallest index first;
+backward: largest first), so a transaction reached through several tainted inputs (outputs) is
+processed once, with all of them.
+
+Policies, per transaction (forward; docs/tracing.md has worked examples and references). ``T`` is the
+taint on its inputs, ``V`` its input value (= outputs + fee):
+
+- ``haircut``: ``T`` spread over the outputs and the fee in proportion to their values (largest-remainder
+  rounding, :func:`fundtrail.tracing.arith.split`).
+- ``poison``: every output (and the fee) of a transaction with a tainted input is wholly tainted; the
+  clean value pulled in (``V - T``) is counted as ``created``.
+- ``fifo``: the inputs laid end to end in input order make a line of ``V`` units, each input's tainted
+  units at its start; the outputs, then the fee, are laid along the same line in order, and each takes
+  the tainted units that fall in its stretch. (So within an output the tainted units sit at its start,
+  the convention the next hop relies on.)
+- ``lifo``: the same, with the inputs laid in reverse order (the last input first): the most recently
+  added value is the first to leave.
+- ``tiho`` (taint in, highest out): ``T`` fills the outputs from the highest value down (equal values:
+  lower output index first), each up to its value; what remains goes to the fee.
+
+Backward, mirrored: the taint of a transaction's outputs ``U`` goes to its inputs. ``haircut``: in
+proportion to the input values; ``poison``: every input wholly (``created += V - U``); ``fifo``/``lifo``:
+the outputs (tainted units at their starts) then the fee laid on the line, inputs in order (``lifo``:
+reversed) taking what falls in their stretch; ``tiho``: highest-value inputs first.
+
+Unknown input values (an input whose funding output is not stored): the fee beyond the known inputs is
+taken as 0, i.e. the unknown inputs together hold exactly ``max(0, outputs - known inputs)``, placed on
+the first unresolved input (the others 0). Such transactions are counted in the flow's notes.
+
+Stops (forward, per tainted output, in this order): a service address, a super-cluster address, taint
+below ``min_amount``, unspent, spent after ``hops`` transactions or after ``until``: each ends there as an
+endpoint of that kind; otherwise its spender is queued. Fee taint ends as ``fees``. Backward, per
+tainted input: an unresolved input or a coinbase is ``origin``; service, super-cluster, below threshold,
+and a funding transaction beyond ``hops`` or before ``since`` end as such; otherwise the funding output is
+tainted and its transaction queued.
+
+Hops count transactions: forward, the seed outputs are at hop 0 and their spender at hop 1; backward,
+the seed outputs' own transaction is hop 1 and its funding transactions hop 2. ``limits.hops`` is the
+number of transactions followed.
+
+Edges (one per transaction and tainted output forward, per transaction and tainted input backward): the
+forward edge goes from the address of the transaction's first tainted input (in input order) to the
+output's address, amount = output value, tainted = its taint; the backward edge from the input's address
+to the address of the transaction's first tainted output, amount = input value (-1 when unknown). Fee
+taint is an edge to :data:`FEE_ADDRESS`. Edge time is the block time, -1 for a loose transaction.
+
+Seeds must not overlap: a seed transaction reached by the taint of another seed (forward), or a seed
+output reached backward from another seed, would count the same value twice and is refused.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+
+from fundtrail.errors import InvalidInput
+from fundtrail.tracing.arith import split, split_into
+from fundtrail.tracing.model import (
+    DIRECTIONS,
+    ENDPOINT_KINDS,
+    FEE_ADDRESS,
+    POLICIES,
+    Limits,
+    RawEdge,
+    RawEndpoint,
+    RawFlow,
+    Stops,
+)
+from fundtrail.tracing.utxo_graph import LOOSE_TIME, UtxoGraph
+
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+# codes the kernels use: the index in POLICIES / ENDPOINT_KINDS (a test checks they agree)
+HAIRCUT, POISON, FIFO, LIFO, TIHO = 0, 1, 2, 3, 4
+K_SERVICE, K_SUPER, K_UNSPENT, K_BELOW, K_BEYOND, K_FEES, K_ORIGIN = 0, 1, 2, 3, 4, 5, 6
+_AT_ENDPOINTS = ("service", "super_cluster", "origin")
+_I64_MIN = np.iinfo(np.int64).min
+_I64_MAX = np.iinfo(np.int64).max
+_COLS = 7  # edge rows: tx, position, src, dst, amount, tainted, hop; event rows: tx, kind, addr, taint, hop
+
+
+@dataclass
+class UtxoFlow(RawFlow):
+    """A :class:`RawFlow` with what a reader must know about its completeness (house rule 5): the
+    notes (on :class:`RawFlow`) and the count of transactions traced through unknown input values.
+
+    ``edge_rows`` and ``event_rows`` are the compiled walk's results as NumPy rows (columns per
+    ``_COLS``); ``edges`` and ``endpoints`` are the same as Python objects, made unless the caller asked
+    for arrays only (``materialize=False``: a 20-hop trace can touch millions of edges, and building
+    objects costs more than the walk)."""
+
+    unknown_input_txs: int = 0  # transactions traced through with an input whose value is not stored
+    edge_rows: I64 | None = None
+    event_rows: I64 | None = None
+
+    @property
+    def n_edges(self) -> int:
+        """Edges in the flow (without making objects of them)."""
+        return len(self.edge_rows) if self.edge_rows is not None else len(self.edges)
+
+
+# --- compiled helpers ----------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def _row(buf: I64, n: int, a: int, b: int, c: int, d: int, e: int, f: int, g: int) -> I64:
+    """Append one row at ``n`` (growing ``buf`` when full); returns the buffer."""
+    if n == buf.shape[0]:
+        bigger = np.empty((2 * n + 16, _COLS), np.int64)
+        bigger[:n] = buf[:n]
+        buf = bigger
+    buf[n, 0] = a
+    buf[n, 1] = b
+    buf[n, 2] = c
+    buf[n, 3] = d
+    buf[n, 4] = e
+    buf[n, 5] = f
+    buf[n, 6] = g
+    return buf
+
+
+@nb.njit(cache=True, nogil=True)
+def _hpush(heap: I64, hn: int, x: int) -> I64:
+    """Push ``x`` on the min-heap ``heap[:hn]`` (the caller adds one to ``hn``); returns the heap."""
+    if hn == len(heap):
+        bigger = np.empty(2 * hn + 16, np.int64)
+        bigger[:hn] = heap[:hn]
+        heap = bigger
+    k = hn
+    while k > 0 and heap[(k - 1) // 2] > x:
+        heap[k] = heap[(k - 1) // 2]
+        k = (k - 1) // 2
+    heap[k] = x
+    return heap
+
+
+@nb.njit(cache=True, nogil=True)
+def _hpop(heap: I64, hn: int) -> int:
+    """Remove and return the smallest of ``heap[:hn]`` (the caller subtracts one from ``hn``)."""
+    top = heap[0]
+    hn -= 1
+    last = heap[hn]
+    k = 0
+    while True:
+        c = 2 * k + 1
+        if c >= hn:
+            break
+        if c + 1 < hn and heap[c + 1] < heap[c]:
+            c += 1
+        if heap[c] >= last:
+            break
+        heap[k] = heap[c]
+        k = c
+    if hn > 0:
+        heap[k] = last
+    return int(top)
+
+
+@nb.njit(cache=True, nogil=True)
+def _line(src_len: I64, src_taint: I64, dst_len: I64, out: I64) -> None:
+    """FIFO on one line: the source stretches laid end to end, each with its tainted units at its start;
+    ``out[j]`` (added to) = the tainted units falling in destination stretch ``j``."""
+    nd = len(dst_len)
+    j = 0
+    q1 = dst_len[0] if nd > 0 else 0  # end of destination stretch j
+    p = 0
+    for k in range(len(src_len)):
+        a = p
+        b = p + src_taint[k]
+        p += src_len[k]
+        while a < b:
+            while j < nd and q1 <= a:
+                j += 1
+                if j < nd:
+                    q1 += dst_len[j]
+            if j >= nd:
+                return  # more taint than line: impossible for valid values (conservation check catches)
+            e = min(b, q1)
+            out[j] += e - a
+            a = e
+
+
+@nb.njit(cache=True, nogil=True)
+def _tiho(total: int, weights: I64, n_sorted: int, out: I64) -> None:
+    """``total`` fills ``weights[:n_sorted]`` from the largest down (ties: lower index), each up to its
+    weight, then ``weights[n_sorted:]`` in order (the fee)."""
+    left = total
+    order = np.argsort(-weights[:n_sorted], kind="mergesort")
+    for k in order:
+        take = min(left, weights[k])
+        out[k] = take
+        left -= take
+    for k in range(n_sorted, len(weights)):
+        take = min(left, weights[k])
+        out[k] = take
+        left -= take
+
+
+@nb.njit(cache=True, nogil=True)
+def _distribute(policy: int, total: int, src_len: I64, src_taint: I64, dst: I64, n_sorted: int) -> I64:
+    """The taint each destination stretch receives (``dst`` = values of outputs + fee forward, of inputs
+    backward) under haircut, poison, tiho or fifo (lifo: the caller reverses one side and calls
+    :func:`_line` itself)."""
+    parts = np.zeros(len(dst), np.int64)
+    if policy == HAIRCUT:
+        split_into(total, dst, parts)
+    elif policy == POISON:
+        parts[:] = dst
+    elif policy == TIHO:
+        _tiho(total, dst, n_sorted, parts)
+    else:
+        _line(src_len, src_taint, dst, parts)
+    return parts
+
+
+@nb.njit(cache=True, nogil=True)
+def _stop_kind(a: int, t: int, service: Bools, superc: Bools, min_amount: int) -> int:
+    """The endpoint kind an address or amount forces (-1: none)."""
+    if a >= 0 and a < len(service) and service[a]:
+        return K_SERVICE
+    if a >= 0 and a < len(superc) and superc[a]:
+        return K_SUPER
+    if t < min_amount:
+        return K_BELOW
+    return -1
+
+
+# --- forward -------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def _forward(
+    out_off: I64,
+    out_value: I64,
+    out_addr: I64,
+    out_spender: I64,
+    out_tx: I64,
+    in_off: I64,
+    in_txo: I64,
+    in_addr: I64,
+    time: I64,
+    seed_tx: I64,
+    policy: int,
+    hops: int,
+    min_amount: int,
+    until: int,
+    service: Bools,
+    superc: Bools,
+    txo_taint: I64,
+    tx_hop: I64,
+    tx_pred: I64,
+    queued: Bools,
+    followed: Bools,
+) -> tuple[I64, int, I64, int, int, int, int]:
+    """Forward trace; ``txo_taint`` holds the seed taint. ``tx_hop``/``tx_pred`` are filled with hop + 1
+    and predecessor + 1 (0: not reached / none); ``followed`` marks the tainted outputs whose spender was
+    queued (only those carry taint into it: an output that became an endpoint keeps its taint even when
+    its spender is reached through another output). Returns (edges, n, events, n, created, unknown-input
+    txs, conflicting seed tx or -1)."""
+    edges = np.empty((64, _COLS), np.int64)
+    events = np.empty((64, _COLS), np.int64)
+    ne = 0
+    nv = 0
+    heap = np.empty(64, np.int64)
+    hn = 0
+    created = 0
+    unknown_txs = 0
+    for s in seed_tx:
+        tx_hop[s] = 1
+        queued[s] = True
+        heap = _hpush(heap, hn, s)
+        hn += 1
+    while hn > 0:
+        s = _hpop(heap, hn)
+        hn -= 1
+        i0 = in_off[s]
+        ni = in_off[s + 1] - i0
+        o0 = out_off[s]
+        no = out_off[s + 1] - o0
+        lens = np.zeros(ni, np.int64)
+        taints = np.zeros(ni, np.int64)
+        total = 0
+        known = 0
+        first_unknown = -1
+        first_t = -1
+        best = -1
+        best_t = 0
+        hmin = _I64_MAX
+        for k in range(ni):
+            o = in_txo[i0 + k]
+            if o < 0:
+                if first_unknown < 0:
+                    first_unknown = k
+                continue
+            lens[k] = out_value[o]
+            known += out_value[o]
+            t = txo_taint[o]
+            if t > 0 and followed[o]:  # an output that ended as an endpoint is not pulled in again
+                taints[k] = t
+                total += t
+                if first_t < 0:
+                    first_t = k
+                p = out_tx[o]
+                if tx_hop[p] - 1 < hmin:
+                    hmin = tx_hop[p] - 1
+                if t > best_t:
+                    best_t = t
+                    best = p
+        if tx_hop[s] == 1 and total > 0:  # hop + 1 == 1 only for a seed transaction
+            return edges, ne, events, nv, created, unknown_txs, s  # a seed reached from another seed
+        if tx_hop[s] == 1:
+            hop = 0
+        else:
+            hop = hmin + 1
+            tx_hop[s] = hop + 1
+            tx_pred[s] = best + 1
+        if total > 0:
+            vout = 0
+            for j in range(no):
+                vout += out_value[o0 + j]
+            if first_unknown >= 0:
+                fee = max(0, known - vout)
+                lens[first_unknown] = vout + fee - known
+                unknown_txs += 1
+            else:
+                fee = max(0, known - vout)
+            dst = np.empty(no + 1, np.int64)
+            dst[:no] = out_value[o0 : o0 + no]
+            dst[no] = fee
+            if policy == LIFO:
+                parts = np.zeros(no + 1, np.int64)
+                _line(lens[::-1].copy(), taints[::-1].copy(), dst, parts)
+            else:
+                parts = _distribute(policy, total, lens, taints, dst, no)
+            if policy == POISON:
+                created += vout + fee - total
+            src = in_addr[i0 + first_t]
+            for j in range(no):
+                o = o0 + j
+                txo_taint[o] += parts[j]
+                if txo_taint[o] > 0:
+                    edges = _row(edges, ne, s, j, src, out_addr[o], out_value[o], txo_taint[o], hop)
+                    ne += 1
+            if parts[no] > 0:
+                edges = _row(edges, ne, s, -1, src, FEE_ADDRESS, fee, parts[no], hop)
+                ne += 1
+                events = _row(events, nv, s, K_FEES, FEE_ADDRESS, parts[no], hop, -1, 0)
+                nv += 1
+        for j in range(no):
+            o = o0 + j
+            t = txo_taint[o]
+            if t <= 0:
+                continue
+            a = out_addr[o]
+            kind = _stop_kind(a, t, service, superc, min_amount)
+            if kind < 0:
+                sp = out_spender[o]
+                if sp < 0:
+                    kind = K_UNSPENT
+                elif hop >= hops or time[sp] > until:
+                    kind = K_BEYOND
+                else:
+                    followed[o] = True
+                    if not queued[sp]:
+                        queued[sp] = True
+                        heap = _hpush(heap, hn, sp)
+                        hn += 1
+            if kind >= 0:
+                events = _row(events, nv, s, kind, a, t, hop, o, 0)
+                nv += 1
+    return edges, ne, events, nv, created, unknown_txs, -1
+
+
+# --- backward ------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def _backward(
+    out_off: I64,
+    out_value: I64,
+    out_addr: I64,
+    out_spender: I64,
+    out_tx: I64,
+    in_off: I64,
+    in_txo: I64,
+    in_value: I64,
+    in_addr: I64,
+    time: I64,
+    is_coinbase: Bools,
+    seed_tx: I64,
+    seed_txo: Bools,
+    policy: int,
+    hops: int,
+    min_amount: int,
+    since: int,
+    service: Bools,
+    superc: Bools,
+    txo_taint: I64,
+    tx_hop: I64,
+    tx_pred: I64,
+    queued: Bools,
+) -> tuple[I64, int, I64, int, int, int, int]:
+    """Backward trace (see :func:`_forward` for the arrays and the result)."""
+    edges = np.empty((64, _COLS), np.int64)
+    events = np.empty((64, _COLS), np.int64)
+    ne = 0
+    nv = 0
+    heap = np.empty(64, np.int64)
+    hn = 0
+    created = 0
+    unknown_txs = 0
+    for s in seed_tx:
+        tx_hop[s] = 2  # hop 1
+        queued[s] = True
+        heap = _hpush(heap, hn, -s)
+        hn += 1
+    while hn > 0:
+        s = -_hpop(heap, hn)
+        hn -= 1
+        o0 = out_off[s]
+        no = out_off[s + 1] - o0
+        i0 = in_off[s]
+        ni = in_off[s + 1] - i0
+        total = 0
+        first_out = -1
+        best = -1
+        best_t = 0
+        hmin = _I64_MAX
+        for j in range(no):
+            o = o0 + j
+            t = txo_taint[o]
+            if t <= 0:
+                continue
+            total += t
+            if first_out < 0:
+                first_out = j
+            if not seed_txo[o]:
+                sp = out_spender[o]
+                if tx_hop[sp] - 1 < hmin:
+                    hmin = tx_hop[sp] - 1
+                if t > best_t:
+                    best_t = t
+                    best = sp
+        if hmin == _I64_MAX:
+            hop = 1  # a seed transaction
+        else:
+            hop = hmin + 1
+            tx_hop[s] = hop + 1
+            tx_pred[s] = best + 1
+        if total == 0:
+            continue
+        if is_coinbase[s] or hop > hops:
+            kind = K_ORIGIN if is_coinbase[s] else K_BEYOND
+            for j in range(no):
+                o = o0 + j
+                if txo_taint[o] > 0:
+                    events = _row(events, nv, s, kind, out_addr[o], txo_taint[o], hop, o, 0)
+                    nv += 1
+            continue
+        vout = 0
+        for j in range(no):
+            vout += out_value[o0 + j]
+        lens = np.zeros(ni, np.int64)
+        known = 0
+        first_unknown = -1
+        for k in range(ni):
+            o = in_txo[i0 + k]
+            if o < 0:
+                if first_unknown < 0:
+                    first_unknown = k
+            else:
+                lens[k] = out_value[o]
+                known += out_value[o]
+        fee = max(0, known - vout)
+        if first_unknown >= 0:
+            lens[first_unknown] = vout + fee - known
+            unknown_txs += 1
+        src_len = np.empty(no + 1, np.int64)
+        src_taint = np.zeros(no + 1, np.int64)
+        src_len[:no] = out_value[o0 : o0 + no]
+        src_len[no] = fee
+        src_taint[:no] = txo_taint[o0 : o0 + no]
+        if policy == LIFO:
+            rparts = np.zeros(ni, np.int64)
+            _line(src_len, src_taint, lens[::-1].copy(), rparts)
+            parts = rparts[::-1].copy()
+        else:
+            parts = _distribute(policy, total, src_len, src_taint, lens, ni)
+        if policy == POISON:
+            created += vout + fee - total
+        dst = out_addr[o0 + first_out]
+        for k in range(ni):
+            x = parts[k]
+            if x <= 0:
+                continue
+            r = i0 + k
+            o = in_txo[r]
+            edges = _row(edges, ne, s, k, in_addr[r], dst, in_value[r], x, hop)
+            ne += 1
+            if o < 0:
+                events = _row(events, nv, s, K_ORIGIN, in_addr[r], x, hop, -1, 0)
+                nv += 1
+                continue
+            a = out_addr[o]
+            kind = _stop_kind(a, x, service, superc, min_amount)
+            if kind < 0:
+                p = out_tx[o]
+                if hop >= hops or time[p] < since:
+                    kind = K_BEYOND
+                else:
+                    if seed_txo[o]:
+                        return edges, ne, events, nv, created, unknown_txs, p
+                    txo_taint[o] += x
+                    if not queued[p]:
+                        queued[p] = True
+                        heap = _hpush(heap, hn, -p)
+                        hn += 1
+            if kind >= 0:
+                events = _row(events, nv, s, kind, a, x, hop, o, 0)
+                nv += 1
+    return edges, ne, events, nv, created, unknown_txs, -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _paths(tx_pred: I64, ends: I64) -> tuple[I64, I64]:
+    """CSR of the predecessor chains ending at each of ``ends``, seed first."""
+    off = np.zeros(len(ends) + 1, np.int64)
+    for e in range(len(ends)):
+        d = ends[e]
+        m = 1
+        while tx_pred[d] > 0:
+            d = tx_pred[d] - 1
+            m += 1
+        off[e + 1] = off[e] + m
+    flat = np.empty(off[-1], np.int64)
+    for e in range(len(ends)):
+        d = ends[e]
+        k = off[e + 1] - 1
+        flat[k] = d
+        while tx_pred[d] > 0:
+            d = tx_pred[d] - 1
+            k -= 1
+            flat[k] = d
+    return off, flat
+
+
+# --- the public function -------------------------------------------------------------------------------
+
+
+def _seed_txos(graph: UtxoGraph, seeds: list[tuple[int, int]]) -> I64:
+    if not seeds:
+        raise InvalidInput("no seed outputs", "give at least one txid:vout")
+    txos = np.array([graph.txo_index(int(t), int(v)) for t, v in seeds], np.int64)
+    if len(np.unique(txos)) != len(txos):
+        raise InvalidInput("a seed output is given twice", "give each txid:vout once")
+    return txos
+
+
+def trace_utxo(
+    graph: UtxoGraph,
+    seeds: list[tuple[int, int]],
+    amount: int | None,
+    policy: str,
+    direction: str,
+    limits: Limits,
+    stops: Stops,
+    start_time: int | None = None,
+    materialize: bool = True,
+) -> UtxoFlow:
+    """Trace the value of the seed outputs ``(tx_id, vout)`` through ``graph`` (module docstring).
+
+    ``amount``: the tainted amount (default: the seeds' whole value); a smaller amount is spread over
+    the seed outputs in proportion to their values. ``start_time`` is accepted for symmetry with the
+    account tracer and not used: a UTXO seed fixes its own time (its transaction's block).
+    ``materialize=False`` leaves ``edges`` and ``endpoints`` empty and the results in ``edge_rows`` and
+    ``event_rows`` only (totals and checks are the same).
+    Returns a flow whose totals add up to ``seed_amount + created`` (checked)."""
+    del start_time
+    if policy not in POLICIES:
+        raise InvalidInput(f"unknown policy {policy!r}", f"choose one of {', '.join(POLICIES)}")
+    if direction not in DIRECTIONS:
+        raise InvalidInput(f"unknown direction {direction!r}", f"choose one of {', '.join(DIRECTIONS)}")
+    if limits.hops < 0 or limits.min_amount < 0:
+        raise InvalidInput("hops and min_amount must not be negative", "give 0 or more")
+    txos = _seed_txos(graph, seeds)
+    values = graph.out_value[txos]
+    whole = int(values.sum())
+    if amount is None:
+        amount = whole
+    if not 0 <= amount <= whole:
+        raise InvalidInput(
+            f"amount {amount} is outside 0..{whole} (the value of the seed outputs)",
+            "give an amount no larger than the seeds hold, or none for their whole value",
+        )
+    n, n_txo = len(graph), graph.n_txo
+    # zero-filled arrays are mapped lazily by the OS: a trace touches only the pages it reaches
+    txo_taint = np.zeros(n_txo, np.int64)
+    txo_taint[txos] = split(amount, values)
+    tx_hop = np.zeros(n, np.int64)
+    tx_pred = np.zeros(n, np.int64)
+    queued = np.zeros(n, np.bool_)
+    seed_tx = np.unique(graph.out_tx[txos]).astype(np.int64)
+    service = np.asarray(stops.service, dtype=np.bool_)
+    superc = np.asarray(stops.super_cluster, dtype=np.bool_)
+    code = POLICIES.index(policy)
+    if direction == "forward":
+        until = _I64_MAX if limits.until is None else int(limits.until)  # a loose spender: LOOSE_TIME
+        edges, ne, events, nv, created, unknown, conflict = _forward(
+            graph.out_off,
+            graph.out_value,
+            graph.out_addr,
+            graph.out_spender,
+            graph.out_tx,
+            graph.in_off,
+            graph.in_txo,
+            graph.in_addr,
+            graph.time,
+            seed_tx,
+            code,
+            limits.hops,
+            limits.min_amount,
+            until,
+            service,
+            superc,
+            txo_taint,
+            tx_hop,
+            tx_pred,
+            queued,
+            np.zeros(n_txo, np.bool_),
+        )
+    else:
+        seed_mask = np.zeros(n_txo, np.bool_)
+        seed_mask[txos] = True
+        since = _I64_MIN if limits.since is None else int(limits.since)
+        edges, ne, events, nv, created, unknown, conflict = _backward(
+            graph.out_off,
+            graph.out_value,
+            graph.out_addr,
+            graph.out_spender,
+            graph.out_tx,
+            graph.in_off,
+            graph.in_txo,
+            graph.in_value,
+            graph.in_addr,
+            graph.time,
+            graph.is_coinbase,
+            seed_tx,
+            seed_mask,
+            code,
+            limits.hops,
+            limits.min_amount,
+            since,
+            service,
+            superc,
+            txo_taint,
+            tx_hop,
+            tx_pred,
+            queued,
+        )
+    if conflict >= 0:
+        raise InvalidInput(
+            f"seed transaction {graph.txid_hex(conflict)} is reached by the trace of another seed, so its "
+            "value would count twice",
+            "trace the seeds separately, or drop the later one",
+        )
+    ev = events[:nv]
+    flow = UtxoFlow(
+        seed_amount=amount,
+        created=int(created),
+        totals=_totals(ev),
+        unknown_input_txs=int(unknown),
+        edge_rows=edges[:ne],
+        event_rows=ev,
+    )
+    if materialize:
+        flow.edges = _edges(graph, edges[:ne])
+        flow.endpoints = _endpoints(graph, ev, tx_pred)
+    if unknown:
+        flow.notes.append(
+            f"{unknown} transaction(s) traced through have inputs whose funding output is not stored "
+            "(history not ingested): their unknown input values were taken to cover the outputs exactly"
+        )
+    origin = (ev[:, 1] == ENDPOINT_KINDS.index("origin")) & (ev[:, 2] < 0)
+    unresolved = int(ev[origin, 3].sum())
+    if direction == "backward" and unresolved:
+        flow.notes.append(
+            f"{unresolved} units reached inputs whose history is not stored: counted as origin (unknown)"
+        )
+    flow.check()
+    return flow
+
+
+def _edges(graph: UtxoGraph, rows: I64) -> list[RawEdge]:
+    if not len(rows):
+        return []
+    tx = rows[:, 0]
+    tx_ids = graph.tx_id[tx].tolist()
+    times = graph.time[tx]
+    times = np.where(times == LOOSE_TIME, -1, times).tolist()
+    src, dst, amount, tainted, hop = (rows[:, c].tolist() for c in (2, 3, 4, 5, 6))
+    with _gc_paused():  # millions of small objects: no cycle collection passes while they are made
+        return list(map(RawEdge, tx_ids, src, dst, times, amount, tainted, hop))
+
+
+def _totals(ev: I64) -> dict[str, int]:
+    """The totals per TOTAL_KEYS from the end-point events."""
+    per_kind = np.zeros(len(ENDPOINT_KINDS), np.int64)
+    if len(ev):
+        np.add.at(per_kind, ev[:, 1], ev[:, 3])
+    return {
+        "at_endpoints": int(sum(int(per_kind[ENDPOINT_KINDS.index(k)]) for k in _AT_ENDPOINTS)),
+        "unspent": int(per_kind[K_UNSPENT]),
+        "fees": int(per_kind[K_FEES]),
+        "below_threshold": int(per_kind[K_BELOW]),
+        "beyond_limits": int(per_kind[K_BEYOND]),
+    }
+
+
+def _endpoints(graph: UtxoGraph, ev: I64, tx_pred: I64) -> list[RawEndpoint]:
+    """Events aggregated per (address, kind): summed taint, the smallest hop, and the path of the event
+    carrying the most taint (first in processing order on ties)."""
+    if not len(ev):
+        return []
+    seq = np.arange(len(ev), dtype=np.int64)
+    order = np.lexsort((seq, -ev[:, 3], ev[:, 2], ev[:, 1]))  # by kind, address, most taint first
+    s = ev[order]
+    starts = np.flatnonzero(np.r_[True, (s[1:, 1] != s[:-1, 1]) | (s[1:, 2] != s[:-1, 2])])
+    sums = np.add.reduceat(s[:, 3], starts)
+    hop_min = np.minimum.reduceat(s[:, 4], starts)
+    off, flat = _paths(tx_pred, s[starts, 0])
+    path_ids = graph.tx_id[flat].tolist()
+    addr, kind = s[starts, 2].tolist(), s[starts, 1].tolist()
+    sums_l, hops_l, off_l = sums.tolist(), hop_min.tolist(), off.tolist()
+    with _gc_paused():
+        out = [
+            RawEndpoint(
+                addr[k], ENDPOINT_KINDS[kind[k]], sums_l[k], hops_l[k], path_ids[off_l[k] : off_l[k + 1]]
+            )
+            for k in range(len(starts))
+        ]
+    return out
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
