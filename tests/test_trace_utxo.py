@@ -27,6 +27,7 @@ from fundtrail.tracing import utxo_graph as ug
 from fundtrail.tracing import utxo_trace as ut
 from fundtrail.tracing.arith import mul_div, split
 from fundtrail.tracing.model import (
+    DIRECTIONS,
     ENDPOINT_KINDS,
     FEE_ADDRESS,
     NO_ADDRESS,
@@ -756,3 +757,28 @@ def test_real_trace_from_block_9(real_con: duckdb.DuckDBPyConnection) -> None:
         assert hal_end.path == [seed, hop1]
         assert flow.totals["unspent"] + flow.totals["fees"] == 50 * BTC
         assert len({e.tx_id for e in flow.edges}) >= 5  # onward as far as blocks 0..438 go
+
+
+def test_reused_workspace_is_clean_between_traces(real_store: Path) -> None:
+    """Traces reuse one pre-faulted scratch workspace per graph: every trace leaves it all zero, so a
+    trace gives the same answer whatever ran before it."""
+    from fundtrail.tracing.utxo_trace import _WORKSPACES
+
+    con = connect(real_store, read_only=True)
+    graph = ug.build(con, "bitcoin")
+    con.close()
+    n_addr = int(max(graph.out_addr.max(), graph.in_addr.max())) + 1
+    stops = Stops(service=np.zeros(n_addr, np.bool_), super_cluster=np.zeros(n_addr, np.bool_))
+    seed_fwd = [(graph.find_txid(BLOCK9_COINBASE), 0)]
+    seed_back = [(graph.find_txid(BLOCK170_SPEND), 0)]
+    runs = [(p, d) for p in POLICIES for d in DIRECTIONS]
+    first = {}
+    for p, d in runs:
+        f = trace_utxo(graph, seed_fwd if d == "forward" else seed_back, None, p, d, Limits(hops=30), stops)
+        first[p, d] = (f.edge_rows.tolist(), f.event_rows.tolist())  # type: ignore[union-attr]
+        ws = _WORKSPACES[id(graph)]
+        for a in (ws.txo_taint, ws.txo_flag, ws.tx_hop, ws.tx_pred, ws.queued):
+            assert not a.any()
+    for p, d in reversed(runs):
+        f = trace_utxo(graph, seed_fwd if d == "forward" else seed_back, None, p, d, Limits(hops=30), stops)
+        assert (f.edge_rows.tolist(), f.event_rows.tolist()) == first[p, d]  # type: ignore[union-attr]

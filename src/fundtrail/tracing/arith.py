@@ -56,6 +56,13 @@ def mul_div(a: int, b: int, c: int) -> int:
 def split_into(total: int, weights: I64, parts: I64) -> None:
     """:func:`split` writing into ``parts[:len(weights)]`` (kernels reuse one buffer). Requires
     ``0 <= total <= sum(weights) < 2**53`` and non-negative weights."""
+    split_buffered(total, weights, parts, np.empty(len(weights), np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
+def split_buffered(total: int, weights: I64, parts: I64, rem: I64) -> None:
+    """:func:`split_into` with a caller's scratch buffer ``rem`` (at least ``len(weights)`` long): a
+    kernel splitting once per transaction allocates nothing."""
     n = len(weights)
     wsum = np.int64(0)
     for i in range(n):
@@ -64,7 +71,6 @@ def split_into(total: int, weights: I64, parts: I64) -> None:
         for i in range(n):
             parts[i] = 0
         return
-    rem = np.empty(n, np.int64)
     given = np.int64(0)
     for i in range(n):
         q, r = mul_div_rem(weights[i], total, int(wsum))
@@ -83,7 +89,7 @@ def split_into(total: int, weights: I64, parts: I64) -> None:
             parts[best] += 1
             rem[best] = 0
     else:
-        order = np.argsort(-rem, kind="mergesort")  # stable: equal remainders keep index order
+        order = np.argsort(-rem[:n], kind="mergesort")  # stable: equal remainders keep index order
         for k in range(left):
             parts[order[k]] += 1
 

@@ -53,6 +53,8 @@ output reached backward from another seed, would count the same value twice and 
 from __future__ import annotations
 
 import gc
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fundtrail.errors import InvalidInput
-from fundtrail.tracing.arith import split, split_into
+from fundtrail.tracing.arith import split, split_buffered
 from fundtrail.tracing.model import (
     DIRECTIONS,
     ENDPOINT_KINDS,
@@ -211,15 +213,23 @@ def _distribute(policy: int, total: int, src_len: I64, src_taint: I64, dst: I64,
     backward) under haircut, poison, tiho or fifo (lifo: the caller reverses one side and calls
     :func:`_line` itself)."""
     parts = np.zeros(len(dst), np.int64)
+    _distribute_into(policy, total, src_len, src_taint, dst, n_sorted, parts, np.empty(len(dst), np.int64))
+    return parts
+
+
+@nb.njit(cache=True, nogil=True)
+def _distribute_into(
+    policy: int, total: int, src_len: I64, src_taint: I64, dst: I64, n_sorted: int, parts: I64, rem: I64
+) -> None:
+    """:func:`_distribute` into the caller's zeroed ``parts`` with scratch ``rem`` (no allocation)."""
     if policy == HAIRCUT:
-        split_into(total, dst, parts)
+        split_buffered(total, dst, parts, rem)
     elif policy == POISON:
         parts[:] = dst
     elif policy == TIHO:
         _tiho(total, dst, n_sorted, parts)
     else:
         _line(src_len, src_taint, dst, parts)
-    return parts
 
 
 @nb.njit(cache=True, nogil=True)
@@ -274,6 +284,12 @@ def _forward(
     hn = 0
     created = 0
     unknown_txs = 0
+    # scratch buffers reused for every transaction (grown when one is larger): no allocation per tx
+    in_buf = np.zeros(64, np.int64)
+    taint_buf = np.zeros(64, np.int64)
+    dst_buf = np.zeros(64, np.int64)
+    parts_buf = np.zeros(64, np.int64)
+    rem_buf = np.zeros(64, np.int64)
     for s in seed_tx:
         tx_hop[s] = 1
         queued[s] = True
@@ -286,8 +302,17 @@ def _forward(
         ni = in_off[s + 1] - i0
         o0 = out_off[s]
         no = out_off[s + 1] - o0
-        lens = np.zeros(ni, np.int64)
-        taints = np.zeros(ni, np.int64)
+        if ni > len(in_buf):
+            in_buf = np.zeros(2 * ni, np.int64)
+            taint_buf = np.zeros(2 * ni, np.int64)
+        if no + 1 > len(dst_buf):
+            dst_buf = np.zeros(2 * (no + 1), np.int64)
+            parts_buf = np.zeros(2 * (no + 1), np.int64)
+            rem_buf = np.zeros(2 * (no + 1), np.int64)
+        lens = in_buf[:ni]
+        taints = taint_buf[:ni]
+        lens[:] = 0
+        taints[:] = 0
         total = 0
         known = 0
         first_unknown = -1
@@ -333,14 +358,15 @@ def _forward(
                 unknown_txs += 1
             else:
                 fee = max(0, known - vout)
-            dst = np.empty(no + 1, np.int64)
+            dst = dst_buf[: no + 1]
             dst[:no] = out_value[o0 : o0 + no]
             dst[no] = fee
+            parts = parts_buf[: no + 1]
+            parts[:] = 0
             if policy == LIFO:
-                parts = np.zeros(no + 1, np.int64)
                 _line(lens[::-1].copy(), taints[::-1].copy(), dst, parts)
             else:
-                parts = _distribute(policy, total, lens, taints, dst, no)
+                _distribute_into(policy, total, lens, taints, dst, no, parts, rem_buf)
             if policy == POISON:
                 created += vout + fee - total
             src = in_addr[i0 + first_t]
@@ -556,6 +582,80 @@ def _paths(tx_pred: I64, ends: I64) -> tuple[I64, I64]:
 # --- the public function -------------------------------------------------------------------------------
 
 
+class _Workspace:
+    """Per-graph scratch arrays a trace marks sparsely, kept between traces and reset by what the trace
+    touched. Fresh ``np.zeros`` arrays are mapped lazily by the OS, so a trace touching random entries
+    of a 10-million-output graph pays a page fault per new page (about as much as the walk itself); a
+    reused, pre-faulted workspace pays none. One trace at a time uses it (a lock); a concurrent one
+    allocates its own arrays."""
+
+    def __init__(self, n: int, n_txo: int) -> None:
+        self.lock = threading.Lock()
+        self.txo_taint = np.zeros(n_txo, np.int64)
+        self.txo_flag = np.zeros(n_txo, np.bool_)
+        self.tx_hop = np.zeros(n, np.int64)
+        self.tx_pred = np.zeros(n, np.int64)
+        self.queued = np.zeros(n, np.bool_)
+        for a in (self.txo_taint, self.txo_flag, self.tx_hop, self.tx_pred, self.queued):
+            a.fill(0)  # touch every page once, here
+
+    @staticmethod
+    def fresh(n: int, n_txo: int) -> _Workspace:
+        w = _Workspace.__new__(_Workspace)
+        w.lock = threading.Lock()
+        w.txo_taint, w.txo_flag = np.zeros(n_txo, np.int64), np.zeros(n_txo, np.bool_)
+        w.tx_hop, w.tx_pred, w.queued = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.bool_)
+        return w
+
+
+_WORKSPACES: dict[int, _Workspace] = {}  # by id() of a live graph; dropped when the graph is collected
+_WORKSPACES_LOCK = threading.Lock()
+
+
+@contextmanager
+def _workspace(graph: UtxoGraph, seed_txos: I64) -> Iterator[_Workspace]:
+    with _WORKSPACES_LOCK:
+        ws = _WORKSPACES.get(id(graph))
+        if ws is None:
+            ws = _WORKSPACES[id(graph)] = _Workspace(len(graph), graph.n_txo)
+            weakref.finalize(graph, _WORKSPACES.pop, id(graph), None)
+    if not ws.lock.acquire(blocking=False):
+        yield _Workspace.fresh(len(graph), graph.n_txo)
+        return
+    try:
+        yield ws
+    finally:
+        _reset(ws.queued, ws.tx_hop, ws.tx_pred, ws.txo_taint, ws.txo_flag, graph.out_off, graph.in_off,
+               graph.in_txo, seed_txos)  # fmt: skip
+        ws.lock.release()
+
+
+@nb.njit(cache=True, nogil=True)
+def _reset(
+    queued: Bools, tx_hop: I64, tx_pred: I64, txo_taint: I64, txo_flag: Bools, out_off: I64, in_off: I64,
+    in_txo: I64, seed_txos: I64,
+) -> None:  # fmt: skip
+    """Zero what a trace can have written: per reached transaction (hop set) its marks, its outputs and
+    the outputs its inputs spend; and the seed outputs."""
+    for i in range(len(tx_hop)):
+        if tx_hop[i] == 0 and not queued[i]:
+            continue
+        queued[i] = False
+        tx_hop[i] = 0
+        tx_pred[i] = 0
+        for k in range(out_off[i], out_off[i + 1]):
+            txo_taint[k] = 0
+            txo_flag[k] = False
+        for k in range(in_off[i], in_off[i + 1]):
+            t = in_txo[k]
+            if t >= 0:
+                txo_taint[t] = 0
+                txo_flag[t] = False
+    for t in seed_txos:
+        txo_taint[t] = 0
+        txo_flag[t] = False
+
+
 def _seed_txos(graph: UtxoGraph, seeds: list[tuple[int, int]]) -> I64:
     if not seeds:
         raise InvalidInput("no seed outputs", "give at least one txid:vout")
@@ -601,13 +701,40 @@ def trace_utxo(
             f"amount {amount} is outside 0..{whole} (the value of the seed outputs)",
             "give an amount no larger than the seeds hold, or none for their whole value",
         )
-    n, n_txo = len(graph), graph.n_txo
-    # zero-filled arrays are mapped lazily by the OS: a trace touches only the pages it reaches
-    txo_taint = np.zeros(n_txo, np.int64)
+    with _workspace(graph, txos) as ws:
+        flow = _run(graph, txos, values, amount, policy, direction, limits, stops, materialize, ws)
+    unknown = flow.unknown_input_txs
+    ev = flow.event_rows if flow.event_rows is not None else np.zeros((0, _COLS), np.int64)
+    if unknown:
+        flow.notes.append(
+            f"{unknown} transaction(s) traced through have inputs whose funding output is not stored "
+            "(history not ingested): their unknown input values were taken to cover the outputs exactly"
+        )
+    origin = (ev[:, 1] == ENDPOINT_KINDS.index("origin")) & (ev[:, 2] < 0)
+    unresolved = int(ev[origin, 3].sum())
+    if direction == "backward" and unresolved:
+        flow.notes.append(
+            f"{unresolved} units reached inputs whose history is not stored: counted as origin (unknown)"
+        )
+    flow.check()
+    return flow
+
+
+def _run(
+    graph: UtxoGraph,
+    txos: I64,
+    values: I64,
+    amount: int,
+    policy: str,
+    direction: str,
+    limits: Limits,
+    stops: Stops,
+    materialize: bool,
+    ws: _Workspace,
+) -> UtxoFlow:
+    """The walk in ``ws`` and its results (the workspace is reset by the caller)."""
+    txo_taint, tx_hop, tx_pred, queued = ws.txo_taint, ws.tx_hop, ws.tx_pred, ws.queued
     txo_taint[txos] = split(amount, values)
-    tx_hop = np.zeros(n, np.int64)
-    tx_pred = np.zeros(n, np.int64)
-    queued = np.zeros(n, np.bool_)
     seed_tx = np.unique(graph.out_tx[txos]).astype(np.int64)
     service = np.asarray(stops.service, dtype=np.bool_)
     superc = np.asarray(stops.super_cluster, dtype=np.bool_)
@@ -635,10 +762,10 @@ def trace_utxo(
             tx_hop,
             tx_pred,
             queued,
-            np.zeros(n_txo, np.bool_),
+            ws.txo_flag,
         )
     else:
-        seed_mask = np.zeros(n_txo, np.bool_)
+        seed_mask = ws.txo_flag
         seed_mask[txos] = True
         since = _I64_MIN if limits.since is None else int(limits.since)
         edges, ne, events, nv, created, unknown, conflict = _backward(
@@ -684,18 +811,6 @@ def trace_utxo(
     if materialize:
         flow.edges = _edges(graph, edges[:ne])
         flow.endpoints = _endpoints(graph, ev, tx_pred)
-    if unknown:
-        flow.notes.append(
-            f"{unknown} transaction(s) traced through have inputs whose funding output is not stored "
-            "(history not ingested): their unknown input values were taken to cover the outputs exactly"
-        )
-    origin = (ev[:, 1] == ENDPOINT_KINDS.index("origin")) & (ev[:, 2] < 0)
-    unresolved = int(ev[origin, 3].sum())
-    if direction == "backward" and unresolved:
-        flow.notes.append(
-            f"{unresolved} units reached inputs whose history is not stored: counted as origin (unknown)"
-        )
-    flow.check()
     return flow
 
 
