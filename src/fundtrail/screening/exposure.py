@@ -126,9 +126,16 @@ def exposure(
     progress: Progress | None = None,
 ) -> list[ExposureReport]:
     """Compute exposure for ``chains`` (default: every chain in the store), every asset or ``asset``."""
+    if not 1 <= hops <= MAX_HOPS:
+        raise InvalidInput(f"hops must be 1 to {MAX_HOPS}, not {hops}", "pass --hops 3 (the default)")
+    # every chain's asset is resolved before any is computed: an asset unknown on a later chain must not
+    # leave the earlier chains written (docs/commands/exposure.md: "nothing is written")
+    todo = [
+        (c, None if asset is None else resolve_asset(con, c, asset))
+        for c in (chains if chains else stored_chains(con))
+    ]
     out: list[ExposureReport] = []
-    for c in chains if chains else stored_chains(con):
-        aid = None if asset is None else resolve_asset(con, c, asset)
+    for c, aid in todo:
         out += compute_exposure(con, c, aid, hops, full, progress)
     return out
 
@@ -482,6 +489,15 @@ def _symbol(con: duckdb.DuckDBPyConnection, chain: str, asset_id: int) -> str | 
 # --- reading -------------------------------------------------------------------------------------------
 
 
+def new_entry(scope: str) -> dict[str, Any]:
+    """An empty exposure entry of ``scope``: indirect entries carry both hop keys (null: no exposure in
+    that direction), so every entry has the keys of the JSON contract (docs/screening.md)."""
+    entry: dict[str, Any] = {"received": 0, "sent": 0, "share_received": 0.0, "share_sent": 0.0}
+    if scope == "indirect":
+        entry.update(hops_received=None, hops_sent=None)
+    return entry
+
+
 def exposure_of(
     con: duckdb.DuckDBPyConnection, chain: str, asset_id: int, cluster_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
@@ -512,9 +528,7 @@ def exposure_of(
                ORDER BY cluster_id, scope, category, direction""",
             key,
         ).fetchall():
-            entry = out[int(cid)][scope].setdefault(
-                cat, {"received": 0, "sent": 0, "share_received": 0.0, "share_sent": 0.0}
-            )
+            entry = out[int(cid)][scope].setdefault(cat, new_entry(scope))
             entry[direction] = int(amount)
             entry[f"share_{direction}"] = float(share)
             if scope == "indirect":

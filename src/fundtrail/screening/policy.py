@@ -149,6 +149,7 @@ def _rules(raw: Any, where: str) -> tuple[Rule, ...]:
         )
     rules: list[Rule] = []
     seen: set[str] = set()
+    given_ids: set[str] = set()  # the ids as written: a list rule's expanded ids would not collide
     for i, r in enumerate(raw):
         at = f"{where}: rules[{i}]"
         if not isinstance(r, dict):
@@ -203,6 +204,10 @@ def _rules(raw: Any, where: str) -> tuple[Rule, ...]:
         rid = r.get("id")
         if rid is not None and (not isinstance(rid, str) or not rid.strip()):
             raise _fail(f"{at}.id", f"{rid!r} is not a name", "give a short text id, e.g. mixer-indirect")
+        if isinstance(rid, str):
+            if rid.strip() in given_ids:
+                raise _fail(f"{at}.id", f"duplicate rule id {rid.strip()!r}", "give each rule a different id")
+            given_ids.add(rid.strip())
         for cat in cats:
             for scope in scopes:
                 name = rid.strip() if isinstance(rid, str) else f"{cat}-{scope}-{direction}"

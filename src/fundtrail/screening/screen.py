@@ -44,6 +44,7 @@ from fundtrail.chains.registry import CHAINS, PSEUDO_NAMES, Chain
 from fundtrail.errors import FundtrailError, InvalidInput, NotFound
 from fundtrail.labels.addresses import RECORDED_CHAINS, detect, resolve_on
 from fundtrail.labels.store import labels_for_keys, list_labels
+from fundtrail.screening.exposure import new_entry
 from fundtrail.screening.policy import (
     SANCTIONS_CATEGORY,
     SANCTIONS_SCORE,
@@ -54,7 +55,7 @@ from fundtrail.screening.policy import (
     evaluate_exposure,
     evaluate_labels,
 )
-from fundtrail.store.db import first
+from fundtrail.store.db import first, scalar
 
 JSON = dict[str, Any]
 I64 = npt.NDArray[np.int64]
@@ -65,7 +66,8 @@ LABEL_LIMIT = 50  # labels per result ("labels_total" says how many there are)
 CACHE_CLUSTERS = 100_000  # clusters whose exposure and findings are kept between calls
 BITCOIN_ASSET_ID = -1
 _TXID = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-_BAND_ORDER = {"unknown": -1, "none": 0, "low": 1, "medium": 2, "high": 3, "severe": 4}
+# worst first when a transaction's counterparties are combined: an unknown counterparty is not clean
+_BAND_ORDER = {"none": 0, "unknown": 1, "low": 2, "medium": 3, "high": 4, "severe": 5}
 
 
 def looks_like_txid(text: str) -> bool:
@@ -186,7 +188,8 @@ class ExposureIndex:
             params=p,
         ).to_arrow_table()
         v = con.sql(
-            """SELECT cluster_id, scope, direction, category, counterparty_id, amount::VARCHAR AS amount,
+            # the text alias must not shadow ``amount`` in ORDER BY: "9" sorts above "10" as text
+            """SELECT cluster_id, scope, direction, category, counterparty_id, amount::VARCHAR AS amount_text,
                       hops, tx_ids
                FROM exposure_evidence WHERE chain = $c AND asset_id = $a
                ORDER BY cluster_id, scope, direction, category, amount DESC, counterparty_id""",
@@ -237,9 +240,7 @@ class ExposureIndex:
         for scope, direction, cat, amount, share, hops in self.rows[
             self.row_bounds[i] : self.row_bounds[i + 1]
         ]:
-            entry = exposure[scope].setdefault(
-                cat, {"received": 0, "sent": 0, "share_received": 0.0, "share_sent": 0.0}
-            )
+            entry = exposure[scope].setdefault(cat, new_entry(scope))
             entry[direction] = int(amount)
             entry[f"share_{direction}"] = float(share)
             if scope == "indirect":
@@ -299,6 +300,7 @@ class ChainView:
     exposure: ExposureIndex
     as_of: JSON
     cache: dict[int, _Exposed] = field(default_factory=dict)
+    exposure_stale: int = 0  # transactions stored after the last exposure run (their flows are missing)
 
     @property
     def prefix(self) -> str:
@@ -376,6 +378,18 @@ def _load_view(con: duckdb.DuckDBPyConnection, name: str, asset: str | None) -> 
         first(con, "SELECT 1 FROM exposure_state WHERE chain = ? AND asset_id = ?", [name, asset_id])
     )
     exposure = ExposureIndex.load(con, c, asset_id) if computed and asset_id is not None else None
+    stale = 0
+    if computed:
+        table = "transactions" if c.family == "bitcoin" else "account_txs"
+        stale = int(
+            scalar(
+                con,
+                f"""SELECT count(*) FROM {table} WHERE chain = $c AND tx_id >
+                    (SELECT max(tx_watermark) FROM exposure_state WHERE chain = $c AND asset_id = $a)""",
+                {"c": name, "a": asset_id},
+            )
+            or 0
+        )
     tip = first(
         con, "SELECT height, hash FROM blocks WHERE chain = ? ORDER BY height DESC NULLS LAST LIMIT 1", [name]
     )
@@ -396,6 +410,7 @@ def _load_view(con: duckdb.DuckDBPyConnection, name: str, asset: str | None) -> 
         computed,
         exposure or ExposureIndex.empty(),
         as_of,
+        exposure_stale=stale,
     )
 
 
@@ -413,7 +428,9 @@ def _label_reason(f: Finding) -> JSON:
         "direction": None,
         "hops": 0,
         "amount": None,
+        "share": f.share,
         "txids": [],
+        "counterparty_clusters": [],
         "label": lab.get("label"),
         "source": lab.get("source"),
         "labelled_address": lab.get("address"),
@@ -441,7 +458,9 @@ def _sanctions_reasons(labels: list[JSON], address: str | None) -> list[JSON]:
                 "direction": None,
                 "hops": 0,
                 "amount": None,
+                "share": None,
                 "txids": [],
+                "counterparty_clusters": [],
                 "list": lab["source"],
                 "label": lab["label"],
                 "source": lab["source"],
@@ -466,7 +485,9 @@ def _note_reason(rule: str, detail: str) -> JSON:
         "direction": None,
         "hops": None,
         "amount": None,
+        "share": None,
         "txids": [],
+        "counterparty_clusters": [],
         "detail": detail,
     }
 
@@ -640,6 +661,11 @@ class Screener:
             notes.append(f"never seen in the stored {v.name} data")
         elif not v.exposure_computed:
             notes.append(f"the exposure of {v.name} ({v.asset}) is not computed: run `fundtrail exposure`")
+        if v.exposure_computed and v.exposure_stale:
+            notes.append(
+                f"the exposure was computed before the last {v.exposure_stale:,} stored {v.name} "
+                "transactions: their flows are not reflected; run `fundtrail exposure`"
+            )
         if score is None:
             if v.chain is None or aid < 0:
                 reasons.append(_note_reason("unknown-address", notes[0]))

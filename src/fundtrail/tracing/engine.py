@@ -72,6 +72,10 @@ class TraceRequest:
             raise InvalidInput(f"--hops {self.limits.hops} is negative", "give 0 or more hops")
         if self.limits.min_amount < 0:
             raise InvalidInput(f"--min-amount {self.limits.min_amount} is negative", "give 0 or more")
+        if self.limits.max_cluster_size < 1:
+            raise InvalidInput(
+                f"--max-cluster-size {self.limits.max_cluster_size} is below 1", "give a size of at least 1"
+            )
         if self.amount is not None and self.amount <= 0:
             raise InvalidInput(
                 f"--amount {self.amount} is not positive", "give a positive amount in base units"
@@ -133,7 +137,12 @@ def _trace_bitcoin(
 ) -> RawFlow:
     outputs = _seed_outputs(con, c, seed, req)
     graph = load(con, c.name, db_path)
-    return trace_utxo(graph, outputs, req.amount, req.policy, req.direction, req.limits, st, req.start)
+    # an address's (cluster's) outputs may be downstream of each other (change back to itself): the
+    # value that reaches one from another counts once
+    overlapping = seed.kind in ("address", "cluster")
+    return trace_utxo(
+        graph, outputs, req.amount, req.policy, req.direction, req.limits, st, req.start, True, overlapping
+    )
 
 
 def _seed_outputs(
@@ -160,7 +169,12 @@ def _seed_outputs(
     time_cond = ""
     params: dict[str, Any] = {"chain": c.name, "ids": ids}
     if req.start is not None:
-        time_cond = "AND b.time >= $start" if req.direction == "forward" else "AND b.time <= $start"
+        # a loose transaction (no block, no time yet) is later than any start
+        time_cond = (
+            "AND (b.time IS NULL OR b.time >= $start)"
+            if req.direction == "forward"
+            else "AND b.time <= $start"
+        )
         params["start"] = req.start
     rows = con.execute(
         f"""SELECT o.tx_id, o.n FROM tx_outputs o JOIN transactions t ON t.tx_id = o.tx_id
@@ -176,7 +190,7 @@ def _seed_outputs(
 
 def _seed_address_ids(con: duckdb.DuckDBPyConnection, c: Chain, seed: Seed) -> list[int]:
     if seed.kind == "cluster":
-        from fundtrail.clustering.read import clustered, members
+        from fundtrail.clustering.read import cluster_id_of, clustered, members
 
         if not clustered(con, c.name):
             raise NotFound(f"the {c.name} clusters are not built", "run `fundtrail cluster` first")
@@ -187,7 +201,8 @@ def _seed_address_ids(con: duckdb.DuckDBPyConnection, c: Chain, seed: Seed) -> l
         )
         if not known:
             raise NotFound(f"no {c.name} cluster {seed.cluster_id}", "give an id that `show cluster` shows")
-        return members(con, c.name, int(seed.cluster_id or 0))
+        # an id of a member names its cluster (as `show cluster` reads it), never that address alone
+        return members(con, c.name, cluster_id_of(con, c.name, int(seed.cluster_id or 0)))
     aid = scalar(con, "SELECT address_id FROM addresses WHERE chain = ? AND key = ?", [c.name, seed.key])
     if aid is None:
         raise NotFound(f"address {seed.text} never appears in the stored {c.name} data", "check the address")
@@ -360,17 +375,16 @@ def _present(
     }
     if flow.notes:
         out["notes"] = list(dict.fromkeys(flow.notes))
-    if swaps:
-        out["swaps"] = [
-            {
-                "txid": names.txid(s["tx_id"]),
-                "via": names.address(s["endpoint_address_id"]),
-                "asset_out": _asset_name(con, c, s["asset_out_id"]),
-                "amount_out": s["amount_out"],
-                "recipient": names.address(s["recipient_id"]),
-            }
-            for s in swaps
-        ]
+    out["swaps"] = [
+        {
+            "txid": names.txid(s["tx_id"]),
+            "via": names.address(s["endpoint_address_id"]),
+            "asset_out": _asset_name(con, c, s["asset_out_id"]),
+            "amount_out": s["amount_out"],
+            "recipient": names.address(s["recipient_id"]),
+        }
+        for s in swaps
+    ]
     return out
 
 
@@ -419,17 +433,20 @@ def _edge(e: RawEdge, names: _Names, by: str) -> JSON:
 
 def _merge_endpoints(endpoints: list[JSON]) -> list[JSON]:
     by: dict[tuple[Any, str], JSON] = {}
+    best: dict[tuple[Any, str], int] = {}  # the taint of the member whose path is kept
     for p in endpoints:
         k = (p["cluster_id"], p["kind"])
         if k not in by:
             by[k] = {**p, "addresses": list(p["addresses"]), "labels": list(p["labels"])}
+            best[k] = p["tainted_amount"]
             continue
         q = by[k]
         q["tainted_amount"] += p["tainted_amount"]
         q["addresses"] += [a for a in p["addresses"] if a not in q["addresses"]]
         q["labels"] += [lab for lab in p["labels"] if lab not in q["labels"]]
-        if p["hops"] < q["hops"]:
-            q["hops"], q["path"] = p["hops"], p["path"]
+        q["hops"] = min(q["hops"], p["hops"])
+        if p["tainted_amount"] > best[k]:  # the path that carried the most taint (docs/commands/trace.md)
+            best[k], q["path"] = p["tainted_amount"], p["path"]
         q["category"] = q["category"] or p["category"]
     return list(by.values())
 
@@ -439,8 +456,10 @@ def _merge_edges(edges: list[JSON]) -> list[JSON]:
     for e in edges:
         k = (e["txid"], e["from"], e["to"])
         if k in by:
-            by[k]["amount"] += e["amount"]
-            by[k]["tainted_amount"] += e["tainted_amount"]
+            q = by[k]
+            # None: an unknown amount (an unresolved input, backward) leaves the sum unknown
+            q["amount"] = None if q["amount"] is None or e["amount"] is None else q["amount"] + e["amount"]
+            q["tainted_amount"] += e["tainted_amount"]
         else:
             by[k] = dict(e)
     return list(by.values())

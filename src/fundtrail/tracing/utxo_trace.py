@@ -47,7 +47,9 @@ to the address of the transaction's first tainted output, amount = input value (
 taint is an edge to :data:`FEE_ADDRESS`. Edge time is the block time, -1 for a loose transaction.
 
 Seeds must not overlap: a seed transaction reached by the taint of another seed (forward), or a seed
-output reached backward from another seed, would count the same value twice and is refused.
+output reached backward from another seed, would count the same value twice and is refused, unless the
+caller asks for ``overlapping`` seeds (an address's outputs: change back to itself): then the value
+reaching a seed output from another seed is counted once and left out of ``seed_amount``.
 """
 
 from __future__ import annotations
@@ -270,12 +272,15 @@ def _forward(
     tx_pred: I64,
     queued: Bools,
     followed: Bools,
-) -> tuple[I64, int, I64, int, int, int, int]:
+    absorb: bool,
+) -> tuple[I64, int, I64, int, int, int, int, int]:
     """Forward trace; ``txo_taint`` holds the seed taint. ``tx_hop``/``tx_pred`` are filled with hop + 1
     and predecessor + 1 (0: not reached / none); ``followed`` marks the tainted outputs whose spender was
     queued (only those carry taint into it: an output that became an endpoint keeps its taint even when
-    its spender is reached through another output). Returns (edges, n, events, n, created, unknown-input
-    txs, conflicting seed tx or -1)."""
+    its spender is reached through another output). ``absorb``: a seed transaction reached by the taint
+    of another seed is not refused; its seed outputs take what reaches them up to their value, and the
+    excess (value counted twice) is returned as ``overlap``. Returns (edges, n, events, n, created,
+    unknown-input txs, conflicting seed tx or -1, overlap)."""
     edges = np.empty((64, _COLS), np.int64)
     events = np.empty((64, _COLS), np.int64)
     ne = 0
@@ -284,6 +289,7 @@ def _forward(
     hn = 0
     created = 0
     unknown_txs = 0
+    overlap = 0
     # scratch buffers reused for every transaction (grown when one is larger): no allocation per tx
     in_buf = np.zeros(64, np.int64)
     taint_buf = np.zeros(64, np.int64)
@@ -340,8 +346,8 @@ def _forward(
                 if t > best_t:
                     best_t = t
                     best = p
-        if tx_hop[s] == 1 and total > 0:  # hop + 1 == 1 only for a seed transaction
-            return edges, ne, events, nv, created, unknown_txs, s  # a seed reached from another seed
+        if tx_hop[s] == 1 and total > 0 and not absorb:  # hop + 1 == 1 only for a seed transaction
+            return edges, ne, events, nv, created, unknown_txs, s, 0  # a seed reached from another seed
         if tx_hop[s] == 1:
             hop = 0
         else:
@@ -373,6 +379,9 @@ def _forward(
             for j in range(no):
                 o = o0 + j
                 txo_taint[o] += parts[j]
+                if txo_taint[o] > out_value[o]:  # a seed output reached by another seed (absorb)
+                    overlap += txo_taint[o] - out_value[o]
+                    txo_taint[o] = out_value[o]
                 if txo_taint[o] > 0:
                     edges = _row(edges, ne, s, j, src, out_addr[o], out_value[o], txo_taint[o], hop)
                     ne += 1
@@ -403,7 +412,7 @@ def _forward(
             if kind >= 0:
                 events = _row(events, nv, s, kind, a, t, hop, o, 0)
                 nv += 1
-    return edges, ne, events, nv, created, unknown_txs, -1
+    return edges, ne, events, nv, created, unknown_txs, -1, overlap
 
 
 # --- backward ------------------------------------------------------------------------------------------
@@ -434,8 +443,9 @@ def _backward(
     tx_hop: I64,
     tx_pred: I64,
     queued: Bools,
-) -> tuple[I64, int, I64, int, int, int, int]:
-    """Backward trace (see :func:`_forward` for the arrays and the result)."""
+    absorb: bool,
+) -> tuple[I64, int, I64, int, int, int, int, int]:
+    """Backward trace (see :func:`_forward` for the arrays, ``absorb`` and the result)."""
     edges = np.empty((64, _COLS), np.int64)
     events = np.empty((64, _COLS), np.int64)
     ne = 0
@@ -444,6 +454,7 @@ def _backward(
     hn = 0
     created = 0
     unknown_txs = 0
+    overlap = 0
     for s in seed_tx:
         tx_hop[s] = 2  # hop 1
         queued[s] = True
@@ -543,9 +554,12 @@ def _backward(
                 if hop >= hops or time[p] < since:
                     kind = K_BEYOND
                 else:
-                    if seed_txo[o]:
-                        return edges, ne, events, nv, created, unknown_txs, p
+                    if seed_txo[o] and not absorb:
+                        return edges, ne, events, nv, created, unknown_txs, p, 0
                     txo_taint[o] += x
+                    if txo_taint[o] > out_value[o]:  # a seed output reached by another seed (absorb)
+                        overlap += txo_taint[o] - out_value[o]
+                        txo_taint[o] = out_value[o]
                     if not queued[p]:
                         queued[p] = True
                         heap = _hpush(heap, hn, -p)
@@ -553,7 +567,7 @@ def _backward(
             if kind >= 0:
                 events = _row(events, nv, s, kind, a, x, hop, o, 0)
                 nv += 1
-    return edges, ne, events, nv, created, unknown_txs, -1
+    return edges, ne, events, nv, created, unknown_txs, -1, overlap
 
 
 @nb.njit(cache=True, nogil=True)
@@ -675,6 +689,7 @@ def trace_utxo(
     stops: Stops,
     start_time: int | None = None,
     materialize: bool = True,
+    overlapping: bool = False,
 ) -> UtxoFlow:
     """Trace the value of the seed outputs ``(tx_id, vout)`` through ``graph`` (module docstring).
 
@@ -683,6 +698,9 @@ def trace_utxo(
     account tracer and not used: a UTXO seed fixes its own time (its transaction's block).
     ``materialize=False`` leaves ``edges`` and ``endpoints`` empty and the results in ``edge_rows`` and
     ``event_rows`` only (totals and checks are the same).
+    ``overlapping=True`` (the outputs an address or cluster received) accepts seeds downstream of other
+    seeds: value of one seed reaching another seed output counts once, and ``seed_amount`` is the seeds'
+    amount less what reached them from the other seeds.
     Returns a flow whose totals add up to ``seed_amount + created`` (checked)."""
     del start_time
     if policy not in POLICIES:
@@ -702,7 +720,9 @@ def trace_utxo(
             "give an amount no larger than the seeds hold, or none for their whole value",
         )
     with _workspace(graph, txos) as ws:
-        flow = _run(graph, txos, values, amount, policy, direction, limits, stops, materialize, ws)
+        flow = _run(
+            graph, txos, values, amount, policy, direction, limits, stops, materialize, ws, overlapping
+        )
     unknown = flow.unknown_input_txs
     ev = flow.event_rows if flow.event_rows is not None else np.zeros((0, _COLS), np.int64)
     if unknown:
@@ -731,6 +751,7 @@ def _run(
     stops: Stops,
     materialize: bool,
     ws: _Workspace,
+    absorb: bool = False,
 ) -> UtxoFlow:
     """The walk in ``ws`` and its results (the workspace is reset by the caller)."""
     txo_taint, tx_hop, tx_pred, queued = ws.txo_taint, ws.tx_hop, ws.tx_pred, ws.queued
@@ -741,7 +762,7 @@ def _run(
     code = POLICIES.index(policy)
     if direction == "forward":
         until = _I64_MAX if limits.until is None else int(limits.until)  # a loose spender: LOOSE_TIME
-        edges, ne, events, nv, created, unknown, conflict = _forward(
+        edges, ne, events, nv, created, unknown, conflict, overlap = _forward(
             graph.out_off,
             graph.out_value,
             graph.out_addr,
@@ -763,12 +784,13 @@ def _run(
             tx_pred,
             queued,
             ws.txo_flag,
+            absorb,
         )
     else:
         seed_mask = ws.txo_flag
         seed_mask[txos] = True
         since = _I64_MIN if limits.since is None else int(limits.since)
-        edges, ne, events, nv, created, unknown, conflict = _backward(
+        edges, ne, events, nv, created, unknown, conflict, overlap = _backward(
             graph.out_off,
             graph.out_value,
             graph.out_addr,
@@ -792,6 +814,7 @@ def _run(
             tx_hop,
             tx_pred,
             queued,
+            absorb,
         )
     if conflict >= 0:
         raise InvalidInput(
@@ -800,9 +823,13 @@ def _run(
             "trace the seeds separately, or drop the later one",
         )
     ev = events[:nv]
+    # value counted twice where seeds overlap (absorb): under poison the clean value marked ("created")
+    # includes the seed output that was reached, so that count goes first; then the seed's own
+    created, overlap = int(created), int(overlap)
+    from_created = min(created, overlap)
     flow = UtxoFlow(
-        seed_amount=amount,
-        created=int(created),
+        seed_amount=amount - (overlap - from_created),
+        created=created - from_created,
         totals=_totals(ev),
         unknown_input_txs=int(unknown),
         edge_rows=edges[:ne],
