@@ -77,6 +77,8 @@ def test_errors_are_one_line(real_store: Path) -> None:
     assert policy.returncode == 2 and "haircut" in policy.stderr
     both = run("trace", "--from", f"{BLOCK9_COINBASE}:0", "--json", "--csv", db=real_store)
     assert both.returncode == 2
+    since = run("trace", "--from", f"{BLOCK9_COINBASE}:0", "--since", "2009-01-01", db=real_store)
+    assert since.returncode == 2 and "--until" in since.stderr  # --since bounds backward traces only
 
 
 def test_account_chain_trace(tmp_path: Path) -> None:

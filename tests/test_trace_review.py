@@ -123,3 +123,22 @@ def test_swaps_key_always_present(real_store: Path) -> None:
         con.close()
     assert t["swaps"] == []
     assert {"chain", "decimals", "limits", "as_of", "totals"} <= t.keys()
+
+
+def test_account_hops_count_transactions_not_transfers() -> None:
+    """A -> router -> B inside one transaction is one hop (and one txid in the path), as --hops says."""
+    from tests.test_trace_account import Chain, key, store_of
+
+    c = Chain()
+    seed = c.tx(key("S"), key("A"), tokens=((key("S"), key("A"), 100),))
+    routed = c.tx(key("A"), key("R"), tokens=((key("A"), key("R"), 100), (key("R"), key("B"), 100)))
+    later = c.tx(key("B"), key("C"), tokens=((key("B"), key("C"), 100),))
+    store = store_of(c)
+    flow, _ = store.trace("haircut", tx=seed, token=True)
+    hops = {(e.src, e.dst): e.hop for e in flow.edges}
+    ids = store.id
+    assert hops[ids("A"), ids("R")] == hops[ids("R"), ids("B")] == 1  # one transaction: one hop
+    assert hops[ids("B"), ids("C")] == 2
+    (end,) = [p for p in flow.endpoints if p.address_id == ids("C")]
+    assert end.path == [store.txs[seed], store.txs[routed], store.txs[later]]  # no repeated txid
+    store.con.close()

@@ -525,8 +525,11 @@ class _Walk:
             hop = 0
             path: list[int] = []
             if s is not None and tainted > 0:
-                hop = s.hop + 1
-                path = [*s.path, row.tx_id] if row.tx_id != NO_TX else s.path
+                # hops count transactions: a transfer inside the transaction the holder was reached by
+                # (A -> router -> B in one call) continues that hop and does not repeat it in the path
+                same_tx = row.tx_id != NO_TX and bool(s.path) and s.path[-1] == row.tx_id
+                hop = s.hop if same_tx else s.hop + 1
+                path = s.path if same_tx or row.tx_id == NO_TX else [*s.path, row.tx_id]
                 kind = self.stop_kind(row, vd, tainted, hop)
                 dst = FEE_ADDRESS if kind == "fees" else row.dst
                 self.edges.append(RawEdge(row.tx_id, row.src, dst, row.time, row.amount, tainted, hop))

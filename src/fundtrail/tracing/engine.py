@@ -72,6 +72,10 @@ class TraceRequest:
             raise InvalidInput(f"--hops {self.limits.hops} is negative", "give 0 or more hops")
         if self.limits.min_amount < 0:
             raise InvalidInput(f"--min-amount {self.limits.min_amount} is negative", "give 0 or more")
+        if self.limits.since is not None and self.direction == "forward":
+            raise InvalidInput("--since bounds backward traces", "use --until to bound a forward trace")
+        if self.limits.until is not None and self.direction == "backward":
+            raise InvalidInput("--until bounds forward traces", "use --since to bound a backward trace")
         if self.limits.max_cluster_size < 1:
             raise InvalidInput(
                 f"--max-cluster-size {self.limits.max_cluster_size} is below 1", "give a size of at least 1"
