@@ -1,10 +1,13 @@
 """Change-address heuristics and PayJoin awareness: a hand-checked real transaction (block 170), the real
-mainnet fixture, the real PayJoin's shape (block 557792), and per rule a constructed case beside its
-nearest innocent look-alike."""
+mainnet fixture, the real PayJoin's shape (block 557792), per rule a constructed case beside its
+nearest innocent look-alike, and constructed regtest chains for what reads the chain around a
+transaction (one-time change's refinement)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -13,9 +16,15 @@ import pytest
 from fundtrail.chains.bitcoin import coinjoin as cj
 from fundtrail.chains.bitcoin import script as st
 from fundtrail.chains.bitcoin.address import parse_address
-from fundtrail.chains.bitcoin.network import MAINNET
+from fundtrail.chains.bitcoin.builder import ChainBuilder, Key, TxOut
+from fundtrail.chains.bitcoin.decoder import decode_blocks
+from fundtrail.chains.bitcoin.network import MAINNET, REGTEST
 from fundtrail.clustering import change as ch
+from fundtrail.clustering import engine
+from fundtrail.clustering.config import ClusterConfig
 from fundtrail.errors import InvalidInput
+from fundtrail.store.bitcoin_write import write_blocks
+from fundtrail.store.db import connect
 from fundtrail.store.utxo_view import TxRow, load_view, view_from_rows
 from tests.conftest import DATA
 
@@ -83,6 +92,91 @@ def test_one_time() -> None:
     assert _names(rows, ("one_time",)) == (1, {"change_one_time": 1, "change_round_number": 1})
     fresh_both = [TxRow([(1, 5_000_000, PKH)], [(2, 3_000_000, PKH), (3, 1_990_000, PKH)], tx_id=10)]
     assert _names(fresh_both, ("one_time",))[0] == -1
+    # Meiklejohn's refinement: the fresh address receives again in tx 12, so it is not one-time change
+    again = [
+        TxRow(
+            [(1, 5_000_000, PKH)],
+            [(2, 3_000_000, PKH), (3, 1_990_000, PKH)],
+            tx_id=10,
+            first_seen=[4, 10],
+            second_seen=[7, 12],  # the payee's reuse (tx 7) does not matter
+        )
+    ]
+    assert _names(again, ("one_time",)) == (-1, {"change_round_number": 1})
+
+
+# --- one-time change on constructed regtest chains ---------------------------------------------------
+
+REGTEST_CHAIN = "bitcoin-regtest"
+
+
+def _store_blocks(con: duckdb.DuckDBPyConnection, raws: list[bytes]) -> None:
+    buf = np.frombuffer(b"".join(raws), dtype=np.uint8)
+    ends = np.cumsum([len(r) for r in raws]).astype(np.int64)
+    write_blocks(con, decode_blocks(buf, np.r_[0, ends[:-1]].astype(np.int64), ends, REGTEST), "test")
+
+
+def _payment_chain() -> ChainBuilder:
+    """Alice (mined block 1) pays Bob (mined block 2, so his address is seen before) 30 BTC, change
+    19.9 BTC to a fresh address of hers, in block 3."""
+    b = ChainBuilder()
+    alice, bob, change = Key("alice"), Key("bob"), Key("alice-change")
+    b.add_block(miner=alice)
+    b.add_block(miner=bob)
+    coin = next(op for op, o in b.utxos.items() if o.script_pubkey == alice.p2pkh())
+    pay = b.spend([(coin, alice)], [TxOut(3_000_000_000, bob.p2pkh()), TxOut(1_990_000_000, change.p2pkh())])
+    b.add_block([pay])
+    return b
+
+
+def _one_time_links(con: duckdb.DuckDBPyConnection) -> tuple[int, list[tuple[int, int, int]]]:
+    """(tx_id of the payment, its one-time links as (change address, first input address, tx_id))."""
+    view = load_view(con, REGTEST_CHAIN)
+    pay = int(view.tx_id[~view.is_coinbase][0])
+    (links,) = ch.change_links(view, ["one_time"], cj.detect(view))
+    return pay, list(zip(links.a.tolist(), links.b.tolist(), links.tx_id.tolist()))
+
+
+def test_one_time_on_a_regtest_chain(tmp_path: Path) -> None:
+    b = _payment_chain()
+    con = connect(tmp_path / "one_time.duckdb")
+    _store_blocks(con, b.raw_blocks())
+    pay, links = _one_time_links(con)
+    view = load_view(con, REGTEST_CHAIN, tx_ids=np.array([pay]))
+    assert view.out_value.tolist() == [3_000_000_000, 1_990_000_000]
+    change_addr = int(view.out_addr[1])
+    assert view.first_seen_out.tolist() == [int(view.first_seen_out[0]), pay]
+    assert 0 <= view.first_seen_out[0] < pay  # Bob's address was seen in block 2
+    assert view.second_seen_out.tolist() == [pay, -1]  # this payment is Bob's second receipt
+    assert view.height.tolist() == [3] and view.time.tolist() == [int(b.blocks[3].header.time)]
+    assert [(a, t) for a, _b, t in links] == [(change_addr, pay)]
+
+
+def test_one_time_change_that_receives_again_is_not_named(tmp_path: Path) -> None:
+    """The fresh address of the payment receives again in a later block (here Bob pays it): it is not
+    one-time, so the refinement names nothing. A run made before that block named it (it judges with
+    the data stored then); a full run after it does not."""
+    b = _payment_chain()
+    con = connect(tmp_path / "again.duckdb")
+    _store_blocks(con, b.raw_blocks())
+    cfg = ClusterConfig(change=("one_time",))
+    before = engine.cluster(con, cfg, [REGTEST_CHAIN])[0]
+    assert before.merges.get("change_one_time") == 1
+    bob, change = Key("bob"), Key("alice-change")
+    coin = next(op for op, o in b.utxos.items() if o.script_pubkey == bob.p2pkh())
+    b.add_block([b.spend([(coin, bob)], [TxOut(100_000_000, change.p2pkh())])])
+    _store_blocks(con, [b.raw_blocks()[-1]])
+    pay, links = _one_time_links(con)
+    view = load_view(con, REGTEST_CHAIN, tx_ids=np.array([pay]))
+    sql = "SELECT max(tx_id) FROM transactions WHERE chain = ? AND NOT is_coinbase"
+    again = int(con.execute(sql, [REGTEST_CHAIN]).fetchall()[0][0])  # Bob's payment to it
+    assert view.second_seen_out.tolist() == [pay, again]
+    assert links == []
+    assert ch.change_opinions(view, np.zeros(1, np.int8))[0, 0] == -1
+    # incremental: the earlier link stays (not revisited); a full recompute drops it
+    assert engine.cluster(con, cfg, [REGTEST_CHAIN])[0].mode == "incremental"
+    full = engine.cluster(con, cfg, [REGTEST_CHAIN], full=True)[0]
+    assert full.merges.get("change_one_time") is None
 
 
 def test_round_number() -> None:
@@ -179,7 +273,7 @@ def _payjoin_view() -> tuple[list[bytes], TxRow]:
     assert all(k[0] == SH for k in keys)  # P2SH(-SegWit) throughout, as on chain
     ins = [(k, v, SH) for k, v in enumerate(PAYJOIN_IN)]
     outs = [(5, PAYJOIN_OUT[0], SH), (6, PAYJOIN_OUT[1], SH)]
-    return keys, TxRow(ins, outs, tx_id=7, version=2, locktime=557_791, first_seen=[7, 7])
+    return keys, TxRow(ins, outs, tx_id=7, version=2, locktime=557_791, first_seen=[7, 7], height=557_792)
 
 
 def test_real_payjoin_shape() -> None:
@@ -206,3 +300,54 @@ def test_ordinary_payment_is_not_a_payjoin() -> None:
     # the same shape paying back to an input address: internal reuse, not a PayJoin
     rows = [TxRow([(1, 5_000_000, SH), (2, 3_000_000, SH)], [(3, 4_000_000, SH), (1, 3_995_000, SH)])]
     assert ch.payjoin_candidates(view_from_rows(rows)).tolist() == [False]
+
+
+def test_payjoin_gate_keeps_the_real_payjoin() -> None:
+    """The PayJoin at its real height (557792, January 2019) passes the date gate; the same shape
+    before the gate (by height, or by time where the height is unknown) is not a candidate; a loose
+    transaction (neither known) is."""
+    _, row = _payjoin_view()
+    assert ch.PAYJOIN_FIRST_HEIGHT <= 557_792
+    at = {
+        "real height": (557_792, -1),
+        "gate height": (ch.PAYJOIN_FIRST_HEIGHT, -1),
+        "2010": (60_000, 1_277_000_000),
+        "just before the gate": (ch.PAYJOIN_FIRST_HEIGHT - 1, -1),
+        "height unknown, time 2019": (-1, 1_547_000_000),
+        "height unknown, time 2010": (-1, 1_277_000_000),
+        "loose": (-1, -1),
+    }
+    rows = [replace(row, tx_id=k, height=h, time=t) for k, (h, t) in enumerate(at.values())]
+    view = view_from_rows(rows)
+    fired = dict(zip(at, ch.payjoin_candidates(view).tolist()))
+    assert fired == {
+        "real height": True,
+        "gate height": True,
+        "2010": False,
+        "just before the gate": False,
+        "height unknown, time 2019": True,
+        "height unknown, time 2010": False,
+        "loose": True,
+    }
+    assert ch.payjoin_candidates(view, first_height=0, first_time=0).all()  # gate off
+    assert ch.payjoin_candidates(view, first_height=600_000, first_time=2_000_000_000).tolist() == [
+        False, False, False, False, False, False, True,
+    ]  # fmt: skip
+
+
+def test_payjoin_gate_on_the_real_store(real_con: duckdb.DuckDBPyConnection) -> None:
+    """Without the gate the rule marks 16 ordinary transactions in the real mainnet blocks, all mined
+    2015-2017 (blocks 363703, 370661, 383616, 481829), before any PayJoin protocol existed; with the
+    default gate none."""
+    view = load_view(real_con, "bitcoin")
+    assert (view.time > 0).all()  # every stored transaction is in a block
+    codes = cj.detect(view)
+    ungated = ch.payjoin_candidates(view, codes, first_height=0, first_time=0)
+    assert int(ungated.sum()) == 16
+    assert sorted(set(view.height[ungated].tolist())) == [363_703, 370_661, 383_616, 481_829]
+    assert (view.time[ungated] < ch.PAYJOIN_FIRST_TIME).all()
+    assert not ch.payjoin_candidates(view, codes).any()
+    # the gate is a date, not a blanket: blocks after it (514485, 514492: March 2018) are judged
+    late = view.height >= ch.PAYJOIN_FIRST_HEIGHT
+    assert int(late.sum()) > 0
+    assert not (ch.payjoin_candidates(view, codes) ^ ungated)[late].any()

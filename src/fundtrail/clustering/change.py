@@ -7,7 +7,9 @@ PayJoin candidate when a PayJoin mask is given, every input resolved (address an
 output with an address, at least two outputs. Rules marked "2 outputs" need exactly two.
 
 - ``change_one_time``: the only output whose address appears here for the first time on the chain, every
-  other output's address seen before (Meiklejohn et al. 2013; Androulaki et al. 2013, shadow addresses).
+  other output's address seen before, and that address never receives again in the stored chain
+  (Meiklejohn's refinement: a change address is one-time) (Meiklejohn et al. 2013; Androulaki et al.
+  2013, shadow addresses). The refinement reads later blocks: a run judges with the blocks stored then.
 - ``change_round_number`` (2 outputs): exactly one output is a round amount (a multiple of
   ``ROUND_NUMBER_SAT``); the other is change (Möser & Narayanan 2022).
 - ``change_optimal`` (2 outputs): the only output smaller than every input; an optimal wallet spends no
@@ -85,6 +87,7 @@ def _opinions(
     out_value: Any,
     out_type: Any,
     first_seen: Any,
+    second_seen: Any,
     sp_version: Any,
     sp_locktime: Any,
 ) -> Any:
@@ -137,7 +140,8 @@ def _opinions(
                     fresh_o = k
             elif 0 <= first_seen[k] < tx_id[i]:
                 seen_n += 1
-        if fresh_n == 1 and seen_n == d - c - 1:
+        # Meiklejohn's refinement: the change address is one-time, it never receives again
+        if fresh_n == 1 and seen_n == d - c - 1 and second_seen[fresh_o] < 0:
             op[i, _ONE_TIME] = fresh_o
         if d - c != 2:
             continue
@@ -209,7 +213,7 @@ def change_opinions(view: UtxoView, coinjoin_codes: Any, payjoin: B | None = Non
     op: I64 = _opinions(
         v.tx_id, v.version, v.locktime, _skip(v, coinjoin_codes, payjoin), v.in_off, v.in_addr,
         v.in_value, v.in_type, v.out_off, v.out_addr, v.out_value, v.out_type, v.first_seen_out,
-        v.spender_version, v.spender_locktime,
+        v.second_seen_out, v.spender_version, v.spender_locktime,
     )  # fmt: skip
     return op
 
@@ -262,6 +266,26 @@ def change_links(
 
 # --- PayJoin (BIP78) awareness -----------------------------------------------------------------------
 
+PAYJOIN_FIRST_HEIGHT: Final = 500_000
+"""No PayJoin candidate below this block height (block 500,000 was mined on 2017-12-18). Every
+PayJoin protocol came later: Samourai's first Stowaway/Cahoots notes (April 2018), the Pay-to-EndPoint
+workshop write-ups (Ficsor, Jul 31 2018; Blockstream/Haywood, Aug 8 2018), Bustapay (bitcoin-dev,
+Aug 30 2018; BIP79, Oct 2018), the first real PayJoins (block 557792, Jan 2019; Samourai's Cahoots
+release, Mar 2019) and BIP78 (2020). The gate sits some four months before the earliest of them, so
+it only removes look-alikes from years when nobody built PayJoins (see docs/heuristics/payjoin.md)."""
+
+PAYJOIN_FIRST_TIME: Final = 1_513_555_200
+"""2017-12-18T00:00:00Z, the day of block 500,000: the gate for a transaction whose block has a time
+but no known height."""
+
+
+def _before(view: UtxoView, first_height: int, first_time: int) -> B:
+    """Transactions mined before the gate (height below ``first_height``, or with the height unknown,
+    time below ``first_time``); unknown height and time (loose) is never before it."""
+    h, t = np.asarray(view.height), np.asarray(view.time)
+    before: B = np.where(h >= 0, h < first_height, (t >= 0) & (t < first_time))
+    return before
+
 
 @njit(cache=True)
 def _payjoin(skip: Any, in_off: Any, in_addr: Any, in_value: Any, in_type: Any, out_off: Any,
@@ -296,15 +320,25 @@ def _payjoin(skip: Any, in_off: Any, in_addr: Any, in_value: Any, in_type: Any, 
     return flags
 
 
-def payjoin_candidates(view: UtxoView, coinjoin_codes: Any = None) -> B:
+def payjoin_candidates(
+    view: UtxoView,
+    coinjoin_codes: Any = None,
+    first_height: int = PAYJOIN_FIRST_HEIGHT,
+    first_time: int = PAYJOIN_FIRST_TIME,
+) -> B:
     """PayJoin (BIP78) candidates by the unnecessary-input heuristics of Ghesmati, Kern, Judmayer,
     Stifter and Weippl ("Unnecessary Input Heuristics & PayJoin Transactions", 2021/2022): at least two
     inputs, exactly two outputs, every input resolved and of one script type (BIP78 asks the receiver
     to contribute an input of the sender's type), no output paying an input address, UIH2 (the largest
     output could have been paid without the smallest input) and not UIH1 (no output smaller than every
     input, i.e. no optimal-change reading). A candidate's inputs may belong to two owners: it must be
-    left out of multi-input clustering and no change heuristic may link in it."""
-    skip = np.asarray(view.is_coinbase, np.bool_)
+    left out of multi-input clustering and no change heuristic may link in it.
+
+    Date gate: a transaction mined before PayJoin existed is never a candidate: block height below
+    ``first_height`` or, where the height is unknown, block time below ``first_time`` (defaults
+    :data:`PAYJOIN_FIRST_HEIGHT`, :data:`PAYJOIN_FIRST_TIME`; pass 0 and 0 to switch the gate off). A
+    transaction with neither (loose, not yet in a block) is recent and passes the gate."""
+    skip = np.asarray(view.is_coinbase, np.bool_) | _before(view, first_height, first_time)
     if coinjoin_codes is not None:
         skip = skip | (np.asarray(coinjoin_codes) != 0)
     flags: B = np.asarray(_payjoin(

@@ -9,10 +9,17 @@ bare multisig, non-standard) has ``out_addr == -1``; a script type that cannot b
 Script type codes are those of :mod:`fundtrail.chains.bitcoin.script` (``SCRIPT_TYPE_NAMES``); an
 input's type is the type of the output it spends.
 
-Per output, three whole-chain facts the change heuristics need:
+Per transaction, where it was mined: ``height`` (block height) and ``time`` (block timestamp, Unix
+seconds); -1 when unknown: a loose transaction (stored outside any block) has neither, a block whose
+height could not be established has a time but no height.
+
+Per output, four whole-chain facts the change heuristics need:
 
 - ``first_seen_out``: the smallest ``tx_id`` in which the output's address received anything (ids are
   assigned in order of first appearance, so this is its first appearance); -1 for no address;
+- ``second_seen_out``: the smallest ``tx_id`` after ``first_seen_out`` in which the address received
+  again (its second receipt); -1 when it received in one transaction only (so far: this reads the
+  whole stored chain, later blocks can set it) or has no address;
 - ``spender_version`` / ``spender_locktime``: version and locktime of the transaction spending the
   output; -1 while unspent or where the spender is not stored.
 
@@ -67,15 +74,21 @@ class UtxoView:
     out_value: I64
     out_type: I8
     first_seen_out: I64
+    second_seen_out: I64
     spender_version: I64
     spender_locktime: I64
+    height: I64
+    """Block height per transaction, -1 unknown (loose transaction, or a block of unknown height)."""
+    time: I64
+    """Block timestamp per transaction (Unix seconds), -1 unknown (loose transaction)."""
     keys: tuple[bytes, ...] = ()
     """Address keys of a view built outside the store: address id ``k`` is ``keys[k]`` (empty for a
     store view, whose ids are the store's ``address_id``)."""
 
     def __post_init__(self) -> None:
         n, ni, no = len(self.tx_id), len(self.in_addr), len(self.out_addr)
-        if not (len(self.version) == len(self.locktime) == len(self.is_coinbase) == n):
+        txs = (self.version, self.locktime, self.is_coinbase, self.height, self.time)
+        if any(len(a) != n for a in txs):
             raise ValueError("UtxoView: transaction arrays differ in length")
         if len(self.in_off) != n + 1 or len(self.out_off) != n + 1:
             raise ValueError("UtxoView: offsets must have one more entry than transactions")
@@ -87,6 +100,7 @@ class UtxoView:
             self.out_value,
             self.out_type,
             self.first_seen_out,
+            self.second_seen_out,
             self.spender_version,
             self.spender_locktime,
         )
@@ -146,9 +160,12 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> pa.Ta
 def _load(con: duckdb.DuckDBPyConnection, chain: str, where: str, params: list[Any]) -> UtxoView:
     txs = _arrow(
         con,
-        f"""SELECT tx_id, version, locktime, is_coinbase FROM transactions
-            WHERE chain = ? AND {where} ORDER BY tx_id""",
-        params,
+        f"""WITH sel AS (SELECT tx_id, block_id, version, locktime, is_coinbase FROM transactions
+                         WHERE chain = ? AND {where})
+            SELECT sel.tx_id, sel.version, sel.locktime, sel.is_coinbase, b.height, b.time
+            FROM sel LEFT JOIN blocks b ON b.chain = ? AND b.block_id = sel.block_id
+            ORDER BY sel.tx_id""",
+        [*params, chain],
     )
     ins = _arrow(
         con,
@@ -168,17 +185,22 @@ def _load(con: duckdb.DuckDBPyConnection, chain: str, where: str, params: list[A
                       WHERE chain = ?
                         AND address_id IN (SELECT address_id FROM sel WHERE address_id IS NOT NULL)
                       GROUP BY address_id),
+            second AS (SELECT o.address_id, min(o.tx_id) AS second_tx FROM tx_outputs o
+                       JOIN first ON first.address_id = o.address_id
+                       WHERE o.chain = ? AND o.tx_id > first.first_tx
+                       GROUP BY o.address_id),
             spend AS (SELECT i.prev_tx_id, i.prev_vout, min(i.tx_id) AS spender FROM tx_inputs i
                       WHERE i.chain = ? AND i.prev_tx_id IN (SELECT tx_id FROM sel)
                       GROUP BY i.prev_tx_id, i.prev_vout)
             SELECT sel.tx_id, sel.address_id, sel.value, sel.script_type, first.first_tx,
-                   t.version AS s_version, t.locktime AS s_locktime
+                   second.second_tx, t.version AS s_version, t.locktime AS s_locktime
             FROM sel
             LEFT JOIN first ON first.address_id = sel.address_id
+            LEFT JOIN second ON second.address_id = sel.address_id
             LEFT JOIN spend ON spend.prev_tx_id = sel.tx_id AND spend.prev_vout = sel.n
             LEFT JOIN transactions t ON t.chain = ? AND t.tx_id = spend.spender
             ORDER BY sel.tx_id, sel.n""",
-        [*params, chain, chain, chain],
+        [*params, chain, chain, chain, chain],
     )
     tx_id = _int64(txs.column("tx_id"))
     in_tx = _int64(ins.column("tx_id"))
@@ -198,8 +220,11 @@ def _load(con: duckdb.DuckDBPyConnection, chain: str, where: str, params: list[A
         out_value=_int64(outs.column("value")),
         out_type=_type_codes(outs.column("script_type")),
         first_seen_out=_int64(outs.column("first_tx")),
+        second_seen_out=_int64(outs.column("second_tx")),
         spender_version=_int64(outs.column("s_version")),
         spender_locktime=_int64(outs.column("s_locktime")),
+        height=_int64(txs.column("height")),
+        time=_int64(txs.column("time")),
     )
 
 
@@ -338,7 +363,8 @@ def view_from_rpc_json(tx: dict[str, Any] | str, network: Network = MAINNET) -> 
     verbosity 2); otherwise the value is unknown (-1) and type and address are derived from the
     scriptSig/witness (:func:`spent_address`). Addresses get local ids 0, 1, ... (``view.keys``).
     Whole-chain facts are unknown: ``first_seen_out`` is the view's own tx_id (0) for every output
-    with an address, and no output has a known spender."""
+    with an address, no output has a known second receipt or spender, and the height is unknown (-1);
+    ``time`` is the answer's ``blocktime`` when it carries one (a confirmed transaction), else -1."""
     if isinstance(tx, str):
         try:
             tx = json.loads(tx)
@@ -402,17 +428,26 @@ def view_from_rpc_json(tx: dict[str, Any] | str, network: Network = MAINNET) -> 
         out_value=d.out_value[:n_out].astype(np.int64),
         out_type=d.out_type[:n_out].astype(np.int8),
         first_seen_out=np.where(out_addr >= 0, 0, -1).astype(np.int64),
+        second_seen_out=np.full(n_out, -1, np.int64),
         spender_version=np.full(n_out, -1, np.int64),
         spender_locktime=np.full(n_out, -1, np.int64),
+        height=np.full(1, -1, np.int64),
+        time=np.array([_blocktime(tx.get("blocktime"))], np.int64),
         keys=tuple(keys),
     )
+
+
+def _blocktime(value: Any) -> int:
+    """A ``blocktime`` field as Unix seconds, -1 when absent or not a non-negative integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else -1
 
 
 @dataclass(frozen=True)
 class TxRow:
     """One transaction for :func:`view_from_rows`: inputs and outputs as (address id or -1, value in
     satoshi or -1, script type code or -1). Optional per-output whole-chain facts default to "fresh
-    address, first seen here" and "spender unknown"."""
+    address, first seen here", "never received again" and "spender unknown"; height and time default
+    to unknown (-1, a loose transaction)."""
 
     inputs: list[tuple[int, int, int]]
     outputs: list[tuple[int, int, int]]
@@ -422,7 +457,10 @@ class TxRow:
     coinbase: bool = False
     sequence: int = 0xFFFFFFFF
     first_seen: list[int] | None = None
+    second_seen: list[int] | None = None  # tx_id of the address's second receipt per output, -1 none
     spender: list[tuple[int, int]] | None = None  # (version, locktime) per output, (-1, -1) unknown
+    height: int = -1
+    time: int = -1
 
 
 def view_from_rows(rows: list[TxRow]) -> UtxoView:
@@ -432,12 +470,14 @@ def view_from_rows(rows: list[TxRow]) -> UtxoView:
     outs = [o for r in rows for o in r.outputs]
     tx_ids = [r.tx_id if r.tx_id >= 0 else k for k, r in enumerate(rows)]
     first: list[int] = []
+    second: list[int] = []
     spend: list[tuple[int, int]] = []
     for r, t in zip(rows, tx_ids):
         first += r.first_seen if r.first_seen is not None else [t if a >= 0 else -1 for a, _, _ in r.outputs]
+        second += r.second_seen if r.second_seen is not None else [-1] * len(r.outputs)
         spend += r.spender if r.spender is not None else [(-1, -1)] * len(r.outputs)
-        if len(first) != len(spend):
-            raise ValueError("first_seen/spender must give one entry per output")
+        if not (len(first) == len(second) == len(spend)):
+            raise ValueError("first_seen/second_seen/spender must give one entry per output")
 
     def col(items: list[tuple[int, int, int]], k: int) -> I64:
         return np.array([x[k] for x in items], np.int64)
@@ -457,6 +497,9 @@ def view_from_rows(rows: list[TxRow]) -> UtxoView:
         out_value=col(outs, 1),
         out_type=col(outs, 2).astype(np.int8),
         first_seen_out=np.array(first, np.int64),
+        second_seen_out=np.array(second, np.int64),
         spender_version=np.array([s[0] for s in spend], np.int64),
         spender_locktime=np.array([s[1] for s in spend], np.int64),
+        height=np.array([r.height for r in rows], np.int64),
+        time=np.array([r.time for r in rows], np.int64),
     )
