@@ -21,6 +21,12 @@ Layout (``n`` transactions, dense index ``i`` = position in topological order):
   input is unresolved: the funding transaction is not stored), ``in_value`` (``-1`` when unknown) and
   ``in_addr``. A coinbase has no inputs here (its coinbase input spends nothing).
 
+Derived on load (not stored): ``out_tx`` and, for the forward walk, two packed record arrays, so one
+cache line serves what the walk reads about one transaction or output instead of one line per column:
+``tx_rec`` (:data:`TX_REC`: first output, first input, fee, output and input counts) and ``out_rec``
+(:data:`OUT_REC`: value, address, spender, spender's input position). The fee is
+``max(0, known inputs - outputs)``, stored as ``-1 - fee`` when an input is unresolved.
+
 Caches: :func:`load` keeps one graph per (store, chain) in the process and writes ``<db>.graph/<chain>.npz``
 beside the store; both are keyed by a fingerprint of the store (transaction and block counts and maxima,
 heights known, resolved inputs), so a graph is rebuilt exactly when ingest changed what it is built from.
@@ -50,6 +56,12 @@ Bools = npt.NDArray[np.bool_]
 
 LOOSE_TIME = np.iinfo(np.int64).max  # time of a transaction outside any block: after every limit
 GRAPH_FORMAT = 1  # bump when the cached arrays change meaning
+TX_REC = np.dtype(
+    [("out0", np.int64), ("in0", np.int64), ("fee", np.int64), ("n_out", np.int32), ("n_in", np.int32)]
+)  # 32 bytes: two per cache line
+OUT_REC = np.dtype(
+    [("value", np.int64), ("addr", np.int64), ("spender", np.int64), ("spender_pos", np.int64)]
+)  # 32 bytes
 _LUT_SPARSITY = 4  # a direct tx_id lookup table is used while max-min+1 <= this many times the count
 
 _ARRAYS = (
@@ -99,6 +111,8 @@ class UtxoGraph:
     in_value: I64
     in_addr: I64
     out_tx: I64 = field(init=False, repr=False)
+    tx_rec: npt.NDArray[np.void] = field(init=False, repr=False)
+    out_rec: npt.NDArray[np.void] = field(init=False, repr=False)
     _sorted_ids: I64 = field(init=False, repr=False)
     _sorted_pos: I64 = field(init=False, repr=False)
 
@@ -114,6 +128,7 @@ class UtxoGraph:
         if any(len(a) != ni for a in (self.in_txo, self.in_value, self.in_addr)):
             raise ValueError("UtxoGraph: input arrays differ in length")
         self.out_tx = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.out_off))
+        self.tx_rec, self.out_rec = _pack(self)
         self._sorted_pos = np.argsort(self.tx_id, kind="stable").astype(np.int64)
         self._sorted_ids = self.tx_id[self._sorted_pos]
 
@@ -192,6 +207,34 @@ class UtxoGraph:
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {name: getattr(self, name) for name in _ARRAYS}
+
+
+def _segment_sums(values: I64, off: I64) -> I64:
+    """Per segment ``off[i]:off[i+1]`` the sum of ``values`` (exact: wrapping prefix sums subtract back
+    to the true segment sums while those fit 64 bits)."""
+    c = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(values, out=c[1:])
+    return c[off[1:]] - c[off[:-1]]
+
+
+def _pack(g: UtxoGraph) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
+    """The forward walk's record arrays (``tx_rec``, ``out_rec``; module docstring)."""
+    spent = np.where(g.in_txo >= 0, g.out_value[np.maximum(g.in_txo, 0)], 0) if len(g.in_txo) else g.in_txo
+    known = _segment_sums(spent, g.in_off)
+    unknown = _segment_sums((g.in_txo < 0).astype(np.int64), g.in_off) > 0
+    fee = np.maximum(known - _segment_sums(g.out_value, g.out_off), 0)
+    tx = np.empty(len(g.tx_id), TX_REC)
+    tx["out0"] = g.out_off[:-1]
+    tx["in0"] = g.in_off[:-1]
+    tx["fee"] = np.where(unknown, -1 - fee, fee)
+    tx["n_out"] = np.diff(g.out_off)
+    tx["n_in"] = np.diff(g.in_off)
+    out = np.empty(len(g.out_value), OUT_REC)
+    out["value"] = g.out_value
+    out["addr"] = g.out_addr
+    out["spender"] = g.out_spender
+    out["spender_pos"] = g.out_spender_pos
+    return tx, out
 
 
 # --- building from the store ---------------------------------------------------------------------------

@@ -60,10 +60,15 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
 import numpy.typing as npt
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils as _cgutils
+from numba.extending import intrinsic
 
 from fundtrail.errors import InvalidInput
 from fundtrail.tracing.arith import split, split_buffered
@@ -116,12 +121,19 @@ class UtxoFlow(RawFlow):
 
 
 @nb.njit(cache=True, nogil=True)
-def _row(buf: I64, n: int, a: int, b: int, c: int, d: int, e: int, f: int, g: int) -> I64:
-    """Append one row at ``n`` (growing ``buf`` when full); returns the buffer."""
-    if n == buf.shape[0]:
-        bigger = np.empty((2 * n + 16, _COLS), np.int64)
-        bigger[:n] = buf[:n]
-        buf = bigger
+def _grow(buf: I64) -> I64:
+    """A buffer twice as long holding ``buf`` (rows or entries). The kernels grow their buffers at the
+    call site (``if n == len(buf): buf = _grow(buf)``) and write through functions that return
+    nothing: a compiled call that returns an array pays two atomic reference-count updates, and those
+    stall the memory accesses in flight (measured: 40 % of the forward walk)."""
+    bigger = np.empty((2 * buf.shape[0] + 16, *buf.shape[1:]), np.int64)
+    bigger[: buf.shape[0]] = buf
+    return bigger
+
+
+@nb.njit(cache=True, nogil=True)
+def _put(buf: I64, n: int, a: int, b: int, c: int, d: int, e: int, f: int, g: int) -> None:
+    """Write row ``n`` (the caller made room)."""
     buf[n, 0] = a
     buf[n, 1] = b
     buf[n, 2] = c
@@ -129,22 +141,16 @@ def _row(buf: I64, n: int, a: int, b: int, c: int, d: int, e: int, f: int, g: in
     buf[n, 4] = e
     buf[n, 5] = f
     buf[n, 6] = g
-    return buf
 
 
 @nb.njit(cache=True, nogil=True)
-def _hpush(heap: I64, hn: int, x: int) -> I64:
-    """Push ``x`` on the min-heap ``heap[:hn]`` (the caller adds one to ``hn``); returns the heap."""
-    if hn == len(heap):
-        bigger = np.empty(2 * hn + 16, np.int64)
-        bigger[:hn] = heap[:hn]
-        heap = bigger
+def _hpush(heap: I64, hn: int, x: int) -> None:
+    """Push ``x`` on the min-heap ``heap[:hn]`` (the caller made room, and adds one to ``hn``)."""
     k = hn
     while k > 0 and heap[(k - 1) // 2] > x:
         heap[k] = heap[(k - 1) // 2]
         k = (k - 1) // 2
     heap[k] = x
-    return heap
 
 
 @nb.njit(cache=True, nogil=True)
@@ -246,17 +252,161 @@ def _stop_kind(a: int, t: int, service: Bools, superc: Bools, min_amount: int) -
     return -1
 
 
+# --- the forward queue: a two-level bitmap over dense indexes ---------------------------------------
+
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN_POS = np.zeros(64, np.int64)
+for _b in range(64):
+    _DEBRUIJN_POS[((1 << _b) * 0x03F79D71B4CB0A89 & 0xFFFFFFFFFFFFFFFF) >> 58] = _b
+_D_STOP, _D_OUT, _D_REC = 2, 4, 6  # how many transactions ahead each stage of prefetching works
+_AHEAD = _D_REC
+STATE = np.dtype(
+    [
+        ("taint", np.int64),  # taint pushed into the transaction by its inputs
+        ("best_t", np.int64),  # the largest of those pushes
+        ("hop", np.int32),  # hop + 1 (0: not reached; 1: a seed transaction)
+        ("first", np.int32),  # the first (in input order) input pushing taint
+        ("best", np.int32),  # the input pushing the most taint (first on ties): the predecessor's
+        ("pad", np.int32),
+    ]
+)  # 32 bytes per transaction: two per cache line
+
+
+cgutils: Any = _cgutils  # untyped helpers of Numba's code generator
+
+
+def _prefetch_typing(typingctx: Any, arr: Any, idx: Any) -> Any:
+    """``_prefetch(arr, i)`` in a kernel: ask the CPU to fetch the cache line of ``arr[i]`` (LLVM's
+    prefetch; no effect on results, and no fault for any address)."""
+    del typingctx
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(
+            fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]
+        )
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_prefetch: Any = intrinsic(_prefetch_typing)
+
+
+@nb.njit(cache=True, nogil=True)
+def _qpeek(bits1: npt.NDArray[np.uint64], bits2: npt.NDArray[np.uint64], after: int) -> int:
+    """The smallest queued index above ``after`` (-1: none), leaving the queue as it is."""
+    nxt = after + 1
+    w = nxt >> 6
+    if w >= len(bits1):
+        return -1
+    x = bits1[w] & (_ALL << np.uint64(nxt & 63))
+    if x != 0:
+        return w * 64 + _ctz(x)
+    nxt = w + 1
+    w2 = nxt >> 6
+    if w2 >= len(bits2):
+        return -1
+    m = bits2[w2] & (_ALL << np.uint64(nxt & 63))
+    while m == 0:
+        w2 += 1
+        if w2 >= len(bits2):
+            return -1
+        m = bits2[w2]
+    w = w2 * 64 + _ctz(m)
+    return w * 64 + _ctz(bits1[w])
+
+
+@nb.njit(cache=True, nogil=True)
+def _ctz(x: np.uint64) -> int:
+    """The index of the lowest set bit of a non-zero word (de Bruijn multiplication)."""
+    return int(_DEBRUIJN_POS[((x & (~x + _ONE)) * _DEBRUIJN) >> np.uint64(58)])
+
+
+@nb.njit(cache=True, nogil=True)
+def _qpush(bits1: npt.NDArray[np.uint64], bits2: npt.NDArray[np.uint64], x: int, cur: int) -> int:
+    """Set ``x`` in the queue (``bits1``: one bit per transaction; ``bits2``: one per non-zero word of
+    ``bits1``); returns the new cursor (the lowest word that may hold a set bit)."""
+    w = x >> 6
+    if bits1[w] == 0:
+        bits2[w >> 6] |= _ONE << np.uint64(w & 63)
+    bits1[w] |= _ONE << np.uint64(x & 63)
+    return min(w, cur)
+
+
+@nb.njit(cache=True, nogil=True)
+def _qpop(bits1: npt.NDArray[np.uint64], bits2: npt.NDArray[np.uint64], cur: int) -> tuple[int, int]:
+    """Remove the smallest set index at or after word ``cur`` (the queue must not be empty); returns it
+    and the new cursor. The walk's pushes all lie ahead of the cursor (topological order), so the scan
+    passes over the graph at most once, 4,096 transactions per summary word where nothing is queued."""
+    x = bits1[cur]
+    if x == 0:
+        nxt = cur + 1
+        w2 = nxt >> 6
+        m = bits2[w2] & (_ALL << np.uint64(nxt & 63))
+        while m == 0:
+            w2 += 1
+            m = bits2[w2]
+        cur = w2 * 64 + _ctz(m)
+        x = bits1[cur]
+    b = _ctz(x)
+    x &= x - _ONE
+    bits1[cur] = x
+    if x == 0:
+        bits2[cur >> 6] &= ~(_ONE << np.uint64(cur & 63))
+    return cur * 64 + b, cur
+
+
 # --- forward -------------------------------------------------------------------------------------------
+
+
+def _borrow_typing(typingctx: Any, arr: Any) -> Any:
+    """``_borrow(a)`` in a kernel: the same array without its reference-counted owner (a null
+    ``meminfo``), for passing to :func:`_forward_steps`, which must not keep it. Numba counts
+    references to arrays with atomic instructions wherever a function or branch takes one, and an
+    atomic instruction waits for every memory access in flight: in the forward walk those waits cost
+    more than the walk's own cache misses. On a borrowed array the count is skipped (a null test)."""
+    del typingctx
+    if not isinstance(arr, types.Array):
+        return None
+    sig = arr(arr)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aryty = signature.args[0]
+        src = context.make_array(aryty)(context, builder, args[0])
+        dst = context.make_array(aryty)(context, builder)
+        for name in ("data", "shape", "strides", "itemsize", "nitems", "parent"):
+            setattr(dst, name, getattr(src, name))
+        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
+        return dst._getvalue()
+
+    return sig, codegen
+
+
+_borrow: Any = intrinsic(_borrow_typing)
+
+
+# the forward walk's counters between calls of its steps (one int64 array)
+_C_NE, _C_NV, _C_NT, _C_QN, _C_CUR, _C_CREATED, _C_UNKNOWN, _C_OVERLAP, _C_NEED, _C_CONFLICT = range(10)
+_DONE, _ROOM, _SCRATCH = 0, 1, 2
 
 
 @nb.njit(cache=True, nogil=True)
 def _forward(
-    out_off: I64,
-    out_value: I64,
-    out_addr: I64,
-    out_spender: I64,
+    tx_rec: npt.NDArray[np.void],
+    out_rec: npt.NDArray[np.void],
     out_tx: I64,
-    in_off: I64,
     in_txo: I64,
     in_addr: I64,
     time: I64,
@@ -268,106 +418,243 @@ def _forward(
     service: Bools,
     superc: Bools,
     txo_taint: I64,
-    tx_hop: I64,
-    tx_pred: I64,
-    queued: Bools,
     followed: Bools,
+    state: npt.NDArray[np.void],
+    bits1: npt.NDArray[np.uint64],
+    bits2: npt.NDArray[np.uint64],
     absorb: bool,
-) -> tuple[I64, int, I64, int, int, int, int, int]:
-    """Forward trace; ``txo_taint`` holds the seed taint. ``tx_hop``/``tx_pred`` are filled with hop + 1
-    and predecessor + 1 (0: not reached / none); ``followed`` marks the tainted outputs whose spender was
-    queued (only those carry taint into it: an output that became an endpoint keeps its taint even when
-    its spender is reached through another output). ``absorb``: a seed transaction reached by the taint
-    of another seed is not refused; its seed outputs take what reaches them up to their value, and the
-    excess (value counted twice) is returned as ``overlap``. Returns (edges, n, events, n, created,
-    unknown-input txs, conflicting seed tx or -1, overlap)."""
-    edges = np.empty((64, _COLS), np.int64)
-    events = np.empty((64, _COLS), np.int64)
-    ne = 0
-    nv = 0
-    heap = np.empty(64, np.int64)
-    hn = 0
-    created = 0
-    unknown_txs = 0
-    overlap = 0
-    # scratch buffers reused for every transaction (grown when one is larger): no allocation per tx
-    in_buf = np.zeros(64, np.int64)
-    taint_buf = np.zeros(64, np.int64)
-    dst_buf = np.zeros(64, np.int64)
-    parts_buf = np.zeros(64, np.int64)
-    rem_buf = np.zeros(64, np.int64)
+    capacity: int,
+) -> tuple[I64, int, I64, int, int, int, int, int, I64, int]:
+    """Forward trace; ``txo_taint`` holds the seed taint. Each tainted output that is followed pushes
+    its taint into its spender's ``state`` record (sum, first input, largest push, smallest hop), so a
+    transaction taken from the queue has what its inputs carry without reading them; fifo and lifo,
+    which lay the inputs on a line, read them (``txo_taint`` and ``followed`` of the spent outputs,
+    written for those two only). ``followed``: the tainted outputs whose spender was queued (only those
+    carry taint into it: an output that became an endpoint keeps its taint even when its spender is
+    reached through another output). ``absorb``: a seed transaction reached by the taint of another
+    seed is not refused; its seed outputs take what reaches them up to their value, and the excess
+    (value counted twice) is returned as ``overlap``. ``capacity``: edge rows to allocate at first.
+    Returns (edges, n, events, n, created, unknown-input txs, conflicting seed tx or -1, overlap,
+    touched transactions, n).
+
+    This driver owns the buffers; :func:`_forward_steps` walks with borrowed views of everything
+    (:func:`_borrow`) until the queue is empty or a buffer is too small, and the driver grows it."""
+    edges = np.empty((max(capacity, 64), _COLS), np.int64)
+    events = np.empty((max(capacity // 2, 64), _COLS), np.int64)
+    touched = np.empty(max(capacity // 2, 64, len(seed_tx)), np.int64)
+    width = 64
+    scratch = np.zeros((5, width), np.int64)  # per-transaction buffers: inputs, taints, dst, parts, rem
+    ahead = np.zeros(_AHEAD + 1, np.int64)
+    ctr = np.zeros(10, np.int64)
+    ctr[_C_CUR] = len(bits1) - 1
+    ctr[_C_CONFLICT] = -1
     for s in seed_tx:
-        tx_hop[s] = 1
-        queued[s] = True
-        heap = _hpush(heap, hn, s)
-        hn += 1
-    while hn > 0:
-        s = _hpop(heap, hn)
-        hn -= 1
-        i0 = in_off[s]
-        ni = in_off[s + 1] - i0
-        o0 = out_off[s]
-        no = out_off[s + 1] - o0
-        if ni > len(in_buf):
-            in_buf = np.zeros(2 * ni, np.int64)
-            taint_buf = np.zeros(2 * ni, np.int64)
-        if no + 1 > len(dst_buf):
-            dst_buf = np.zeros(2 * (no + 1), np.int64)
-            parts_buf = np.zeros(2 * (no + 1), np.int64)
-            rem_buf = np.zeros(2 * (no + 1), np.int64)
-        lens = in_buf[:ni]
-        taints = taint_buf[:ni]
-        lens[:] = 0
-        taints[:] = 0
-        total = 0
+        state[s].hop = 1
+        ctr[_C_CUR] = _qpush(bits1, bits2, s, ctr[_C_CUR])
+        ctr[_C_QN] += 1
+        touched[ctr[_C_NT]] = s
+        ctr[_C_NT] += 1
+    while True:
+        status = _forward_steps(
+            _borrow(tx_rec), _borrow(out_rec), _borrow(out_tx), _borrow(in_txo), _borrow(in_addr),
+            _borrow(time), policy, hops, min_amount, until, _borrow(service), _borrow(superc),
+            _borrow(txo_taint), _borrow(followed), _borrow(state), _borrow(bits1), _borrow(bits2), absorb,
+            _borrow(edges), _borrow(events), _borrow(touched), _borrow(scratch[0]), _borrow(scratch[1]),
+            _borrow(scratch[2]), _borrow(scratch[3]), _borrow(scratch[4]), _borrow(ahead), _borrow(ctr),
+        )  # fmt: skip
+        if status == _DONE:
+            break
+        need = ctr[_C_NEED]
+        if status == _ROOM:
+            if ctr[_C_NE] + need > len(edges):
+                edges = _grow_to(edges, ctr[_C_NE], max(2 * len(edges), ctr[_C_NE] + need))
+            if ctr[_C_NV] + need > len(events):
+                events = _grow_to(events, ctr[_C_NV], max(2 * len(events), ctr[_C_NV] + need))
+            if ctr[_C_NT] + need > len(touched):
+                touched = _grow_to(touched, ctr[_C_NT], max(2 * len(touched), ctr[_C_NT] + need))
+        else:
+            width = max(2 * width, need)
+            scratch = np.zeros((5, width), np.int64)
+    return (edges, ctr[_C_NE], events, ctr[_C_NV], ctr[_C_CREATED], ctr[_C_UNKNOWN], ctr[_C_CONFLICT],
+            ctr[_C_OVERLAP], touched, ctr[_C_NT])  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True)
+def _grow_to(buf: I64, n: int, size: int) -> I64:
+    """A buffer of ``size`` rows (entries) holding the first ``n`` of ``buf``."""
+    bigger = np.empty((size, *buf.shape[1:]), np.int64)
+    bigger[:n] = buf[:n]
+    return bigger
+
+
+@nb.njit(cache=True, nogil=True)
+def _forward_steps(
+    tx_rec: npt.NDArray[np.void],
+    out_rec: npt.NDArray[np.void],
+    out_tx: I64,
+    in_txo: I64,
+    in_addr: I64,
+    time: I64,
+    policy: int,
+    hops: int,
+    min_amount: int,
+    until: int,
+    service: Bools,
+    superc: Bools,
+    txo_taint: I64,
+    followed: Bools,
+    state: npt.NDArray[np.void],
+    bits1: npt.NDArray[np.uint64],
+    bits2: npt.NDArray[np.uint64],
+    absorb: bool,
+    edges: I64,
+    events: I64,
+    touched: I64,
+    in_buf: I64,
+    taint_buf: I64,
+    dst_buf: I64,
+    parts_buf: I64,
+    rem_buf: I64,
+    ahead: I64,
+    ctr: I64,
+) -> int:
+    """The forward walk (see :func:`_forward`) from the queue in ``bits1``/``bits2`` and the counters in
+    ``ctr``, until the queue is empty (:data:`_DONE`), a seed transaction is reached by another seed
+    (``ctr[_C_CONFLICT]``; :data:`_DONE`), or the next transaction needs more room in the row buffers
+    (:data:`_ROOM`) or the scratch buffers (:data:`_SCRATCH`) than they have: it is then put back in
+    the queue and ``ctr[_C_NEED]`` says how much."""
+    ne = ctr[_C_NE]
+    nv = ctr[_C_NV]
+    nt = ctr[_C_NT]
+    qn = ctr[_C_QN]
+    cur = ctr[_C_CUR]
+    created = ctr[_C_CREATED]
+    unknown_txs = ctr[_C_UNKNOWN]
+    overlap = ctr[_C_OVERLAP]
+    status = _DONE
+    pull = policy in (FIFO, LIFO)
+    timed = until < _I64_MAX
+    width = len(in_buf)
+    na = 0
+    while qn > 0:
+        s, cur = _qpop(bits1, bits2, cur)
+        qn -= 1
+        rec = tx_rec[s]
+        need = rec.n_out + 1
+        if ne + need > len(edges) or nv + need > len(events) or nt + need > len(touched):
+            status = _ROOM
+        elif need > width or rec.n_in > width:
+            status = _SCRATCH
+            need = max(need, rec.n_in)
+        if status != _DONE:
+            cur = _qpush(bits1, bits2, s, cur)
+            qn += 1
+            ctr[_C_NEED] = need
+            break
+        # the window ahead[:na]: the next queued transactions in order (kept from one transaction to the
+        # next, extended by one, and refilled only when a push lands inside it)
+        if na > 0 and ahead[0] == s:
+            for k in range(na - 1):
+                ahead[k] = ahead[k + 1]
+            na -= 1
+        else:
+            na = 0
+        last = ahead[na - 1] if na > 0 else s
+        while na < _AHEAD and na < qn:
+            x = _qpeek(bits1, bits2, last)
+            if x < 0:
+                break
+            ahead[na] = x
+            na += 1
+            last = x
+        if qn > 0:  # fetch ahead what the next transactions will read
+            if na >= _D_REC:
+                _prefetch(tx_rec, ahead[_D_REC - 1])
+                _prefetch(state, ahead[_D_REC - 1])
+            if na >= _D_OUT:
+                n2 = ahead[_D_OUT - 1]
+                r2 = tx_rec[n2]
+                _prefetch(out_rec, r2.out0)
+                _prefetch(out_rec, r2.out0 + max(r2.n_out - 1, 0))
+                if state[n2].taint > 0:
+                    _prefetch(in_addr, r2.in0 + state[n2].first)
+            if na >= _D_STOP:
+                r1 = tx_rec[ahead[_D_STOP - 1]]
+                for j in range(r1.out0, r1.out0 + min(r1.n_out, 4)):
+                    a1 = out_rec[j].addr
+                    if a1 >= 0 and a1 < len(service):
+                        _prefetch(service, a1)
+                    if a1 >= 0 and a1 < len(superc):
+                        _prefetch(superc, a1)
+                    sp1 = out_rec[j].spender
+                    if sp1 >= 0:
+                        _prefetch(state, sp1)
+        st = state[s]
+        o0 = rec.out0
+        no = rec.n_out
+        i0 = rec.in0
+        ni = rec.n_in
+        seed = st.hop == 1
+        lens = in_buf[:0]
+        taints = taint_buf[:0]
         known = 0
         first_unknown = -1
-        first_t = -1
-        best = -1
-        best_t = 0
-        hmin = _I64_MAX
-        for k in range(ni):
-            o = in_txo[i0 + k]
-            if o < 0:
-                if first_unknown < 0:
-                    first_unknown = k
-                continue
-            lens[k] = out_value[o]
-            known += out_value[o]
-            t = txo_taint[o]
-            if t > 0 and followed[o]:  # an output that ended as an endpoint is not pulled in again
-                taints[k] = t
-                total += t
-                if first_t < 0:
-                    first_t = k
-                p = out_tx[o]
-                if tx_hop[p] - 1 < hmin:
-                    hmin = tx_hop[p] - 1
-                if t > best_t:
-                    best_t = t
-                    best = p
-        if tx_hop[s] == 1 and total > 0 and not absorb:  # hop + 1 == 1 only for a seed transaction
-            return edges, ne, events, nv, created, unknown_txs, s, 0  # a seed reached from another seed
-        if tx_hop[s] == 1:
-            hop = 0
+        if pull:
+            lens = in_buf[:ni]
+            taints = taint_buf[:ni]
+            lens[:] = 0
+            taints[:] = 0
+            total = 0
+            first_t = -1
+            best = -1
+            best_t = 0
+            hmin = _I64_MAX
+            for k in range(ni):
+                o = in_txo[i0 + k]
+                if o < 0:
+                    if first_unknown < 0:
+                        first_unknown = k
+                    continue
+                v = out_rec[o].value
+                lens[k] = v
+                known += v
+                t = txo_taint[o]
+                if t > 0 and followed[o]:  # an output that ended as an endpoint is not pulled in again
+                    taints[k] = t
+                    total += t
+                    if first_t < 0:
+                        first_t = k
+                    h = state[out_tx[o]].hop - 1
+                    if h < hmin:
+                        hmin = h
+                    if t > best_t:
+                        best_t = t
+                        best = k
+            if not seed and total > 0:
+                st.hop = hmin + 2
+                st.best = best
         else:
-            hop = hmin + 1
-            tx_hop[s] = hop + 1
-            tx_pred[s] = best + 1
+            total = st.taint
+            first_t = st.first
+        if seed and total > 0 and not absorb:
+            ctr[_C_CONFLICT] = s  # a seed reached by another
+            break
+        hop = 0 if seed else st.hop - 1
+        parts = parts_buf[: no + 1]
         if total > 0:
             vout = 0
             for j in range(no):
-                vout += out_value[o0 + j]
-            if first_unknown >= 0:
-                fee = max(0, known - vout)
-                lens[first_unknown] = vout + fee - known
+                vout += out_rec[o0 + j].value
+            fee = rec.fee
+            if fee < 0:
+                fee = -1 - fee
                 unknown_txs += 1
-            else:
-                fee = max(0, known - vout)
+                if pull:
+                    lens[first_unknown] = vout + fee - known
             dst = dst_buf[: no + 1]
-            dst[:no] = out_value[o0 : o0 + no]
+            for j in range(no):
+                dst[j] = out_rec[o0 + j].value
             dst[no] = fee
-            parts = parts_buf[: no + 1]
             parts[:] = 0
             if policy == LIFO:
                 _line(lens[::-1].copy(), taints[::-1].copy(), dst, parts)
@@ -378,41 +665,91 @@ def _forward(
             src = in_addr[i0 + first_t]
             for j in range(no):
                 o = o0 + j
-                txo_taint[o] += parts[j]
-                if txo_taint[o] > out_value[o]:  # a seed output reached by another seed (absorb)
-                    overlap += txo_taint[o] - out_value[o]
-                    txo_taint[o] = out_value[o]
-                if txo_taint[o] > 0:
-                    edges = _row(edges, ne, s, j, src, out_addr[o], out_value[o], txo_taint[o], hop)
+                t = parts[j]
+                if seed:
+                    t += txo_taint[o]
+                    v = out_rec[o].value
+                    if t > v:  # a seed output reached by another seed (absorb)
+                        overlap += t - v
+                        t = v
+                    parts[j] = t
+                if pull:
+                    txo_taint[o] = t
+                if t > 0:
+                    orec = out_rec[o]
+                    _put(edges, ne, s, j, src, orec.addr, orec.value, t, hop)
                     ne += 1
             if parts[no] > 0:
-                edges = _row(edges, ne, s, -1, src, FEE_ADDRESS, fee, parts[no], hop)
+                _put(edges, ne, s, -1, src, FEE_ADDRESS, fee, parts[no], hop)
                 ne += 1
-                events = _row(events, nv, s, K_FEES, FEE_ADDRESS, parts[no], hop, -1, 0)
+                _put(events, nv, s, K_FEES, FEE_ADDRESS, parts[no], hop, -1, 0)
                 nv += 1
+        else:  # a seed transaction that no other seed reaches: its own seed outputs
+            for j in range(no):
+                parts[j] = txo_taint[o0 + j]
         for j in range(no):
-            o = o0 + j
-            t = txo_taint[o]
+            t = parts[j]
             if t <= 0:
                 continue
-            a = out_addr[o]
+            o = o0 + j
+            orec = out_rec[o]
+            a = orec.addr
             kind = _stop_kind(a, t, service, superc, min_amount)
             if kind < 0:
-                sp = out_spender[o]
+                sp = orec.spender
                 if sp < 0:
                     kind = K_UNSPENT
-                elif hop >= hops or time[sp] > until:
+                elif hop >= hops or (timed and time[sp] > until):
                     kind = K_BEYOND
                 else:
-                    followed[o] = True
-                    if not queued[sp]:
-                        queued[sp] = True
-                        heap = _hpush(heap, hn, sp)
-                        hn += 1
+                    if pull:
+                        followed[o] = True
+                    pos = orec.spender_pos
+                    nxt = state[sp]
+                    if nxt.hop == 0:
+                        nxt.hop = hop + 2
+                        cur = _qpush(bits1, bits2, sp, cur)
+                        qn += 1
+                        if na > 0 and sp < ahead[na - 1]:
+                            na = 0  # the window no longer lists the next transactions
+                        touched[nt] = sp
+                        nt += 1
+                    elif hop + 2 < nxt.hop:
+                        nxt.hop = hop + 2
+                    if nxt.taint == 0:
+                        nxt.first = pos
+                        nxt.best = pos
+                        nxt.best_t = t
+                    else:
+                        if pos < nxt.first:
+                            nxt.first = pos
+                        if t > nxt.best_t or (t == nxt.best_t and pos < nxt.best):
+                            nxt.best = pos
+                            nxt.best_t = t
+                    nxt.taint += t
             if kind >= 0:
-                events = _row(events, nv, s, kind, a, t, hop, o, 0)
+                _put(events, nv, s, kind, a, t, hop, o, 0)
                 nv += 1
-    return edges, ne, events, nv, created, unknown_txs, -1, overlap
+    ctr[_C_NE] = ne
+    ctr[_C_NV] = nv
+    ctr[_C_NT] = nt
+    ctr[_C_QN] = qn
+    ctr[_C_CUR] = cur
+    ctr[_C_CREATED] = created
+    ctr[_C_UNKNOWN] = unknown_txs
+    ctr[_C_OVERLAP] = overlap
+    return status
+
+
+@nb.njit(cache=True, nogil=True)
+def _forward_preds(
+    touched: I64, state: npt.NDArray[np.void], in_off: I64, in_txo: I64, out_tx: I64, tx_pred: I64
+) -> None:
+    """``tx_pred`` (predecessor + 1) of the transactions a forward walk processed, from the input that
+    pushed the most taint into each (seeds: none)."""
+    for s in touched:
+        if state[s].hop >= 2:
+            tx_pred[s] = out_tx[in_txo[in_off[s] + state[s].best]] + 1
 
 
 # --- backward ------------------------------------------------------------------------------------------
@@ -444,8 +781,9 @@ def _backward(
     tx_pred: I64,
     queued: Bools,
     absorb: bool,
-) -> tuple[I64, int, I64, int, int, int, int, int]:
-    """Backward trace (see :func:`_forward` for the arrays, ``absorb`` and the result)."""
+) -> tuple[I64, int, I64, int, int, int, int, int, I64, int]:
+    """Backward trace (see :func:`_forward` for the arrays, ``absorb`` and the result); a binary heap
+    (largest index first) for its queue, ``tx_hop``/``tx_pred``/``queued`` for its marks."""
     edges = np.empty((64, _COLS), np.int64)
     events = np.empty((64, _COLS), np.int64)
     ne = 0
@@ -455,11 +793,19 @@ def _backward(
     created = 0
     unknown_txs = 0
     overlap = 0
+    touched = np.empty(64, np.int64)
+    nt = 0
     for s in seed_tx:
         tx_hop[s] = 2  # hop 1
         queued[s] = True
-        heap = _hpush(heap, hn, -s)
+        if hn == len(heap):
+            heap = _grow(heap)
+        _hpush(heap, hn, -s)
         hn += 1
+        if nt == len(touched):
+            touched = _grow(touched)
+        touched[nt] = s
+        nt += 1
     while hn > 0:
         s = -_hpop(heap, hn)
         hn -= 1
@@ -500,7 +846,9 @@ def _backward(
             for j in range(no):
                 o = o0 + j
                 if txo_taint[o] > 0:
-                    events = _row(events, nv, s, kind, out_addr[o], txo_taint[o], hop, o, 0)
+                    if nv == len(events):
+                        events = _grow(events)
+                    _put(events, nv, s, kind, out_addr[o], txo_taint[o], hop, o, 0)
                     nv += 1
             continue
         vout = 0
@@ -541,10 +889,14 @@ def _backward(
                 continue
             r = i0 + k
             o = in_txo[r]
-            edges = _row(edges, ne, s, k, in_addr[r], dst, in_value[r], x, hop)
+            if ne == len(edges):
+                edges = _grow(edges)
+            _put(edges, ne, s, k, in_addr[r], dst, in_value[r], x, hop)
             ne += 1
             if o < 0:
-                events = _row(events, nv, s, K_ORIGIN, in_addr[r], x, hop, -1, 0)
+                if nv == len(events):
+                    events = _grow(events)
+                _put(events, nv, s, K_ORIGIN, in_addr[r], x, hop, -1, 0)
                 nv += 1
                 continue
             a = out_addr[o]
@@ -555,19 +907,27 @@ def _backward(
                     kind = K_BEYOND
                 else:
                     if seed_txo[o] and not absorb:
-                        return edges, ne, events, nv, created, unknown_txs, p, 0
+                        return edges, ne, events, nv, created, unknown_txs, p, 0, touched, nt
                     txo_taint[o] += x
                     if txo_taint[o] > out_value[o]:  # a seed output reached by another seed (absorb)
                         overlap += txo_taint[o] - out_value[o]
                         txo_taint[o] = out_value[o]
                     if not queued[p]:
                         queued[p] = True
-                        heap = _hpush(heap, hn, -p)
+                        if hn == len(heap):
+                            heap = _grow(heap)
+                        _hpush(heap, hn, -p)
                         hn += 1
+                        if nt == len(touched):
+                            touched = _grow(touched)
+                        touched[nt] = p
+                        nt += 1
             if kind >= 0:
-                events = _row(events, nv, s, kind, a, x, hop, o, 0)
+                if nv == len(events):
+                    events = _grow(events)
+                _put(events, nv, s, kind, a, x, hop, o, 0)
                 nv += 1
-    return edges, ne, events, nv, created, unknown_txs, -1, overlap
+    return edges, ne, events, nv, created, unknown_txs, -1, overlap, touched, nt
 
 
 @nb.njit(cache=True, nogil=True)
@@ -601,25 +961,48 @@ class _Workspace:
     touched. Fresh ``np.zeros`` arrays are mapped lazily by the OS, so a trace touching random entries
     of a 10-million-output graph pays a page fault per new page (about as much as the walk itself); a
     reused, pre-faulted workspace pays none. One trace at a time uses it (a lock); a concurrent one
-    allocates its own arrays."""
+    allocates its own arrays. ``touched`` (set by the walk): the transactions it queued, which is all
+    it wrote about, so resetting costs what the trace cost (``None``: unknown, everything is zeroed)."""
 
-    def __init__(self, n: int, n_txo: int) -> None:
+    def __init__(self, n: int, n_txo: int, prefault: bool = True) -> None:
         self.lock = threading.Lock()
         self.txo_taint = np.zeros(n_txo, np.int64)
         self.txo_flag = np.zeros(n_txo, np.bool_)
         self.tx_hop = np.zeros(n, np.int64)
         self.tx_pred = np.zeros(n, np.int64)
         self.queued = np.zeros(n, np.bool_)
-        for a in (self.txo_taint, self.txo_flag, self.tx_hop, self.tx_pred, self.queued):
-            a.fill(0)  # touch every page once, here
+        self.state = np.zeros(n, STATE)
+        words = (n >> 6) + 2
+        self.bits1 = np.zeros(words, np.uint64)
+        self.bits2 = np.zeros((words >> 6) + 2, np.uint64)
+        self.touched: I64 | None = np.zeros(0, np.int64)
+        self.txo_dirty = False  # the walk wrote txo_taint/txo_flag of the touched transactions' outputs
+        self.marks = False  # the walk wrote tx_hop/tx_pred/queued
+        self.capacity = 0  # edges of the largest trace so far (the next one's first allocation)
+        if prefault:
+            for a in self._arrays():
+                a.view(np.uint8).fill(0)  # touch every page once, here
+
+    def _arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
+        return (self.txo_taint, self.txo_flag, self.tx_hop, self.tx_pred, self.queued, self.state, self.bits1,
+                self.bits2)  # fmt: skip
 
     @staticmethod
     def fresh(n: int, n_txo: int) -> _Workspace:
-        w = _Workspace.__new__(_Workspace)
-        w.lock = threading.Lock()
-        w.txo_taint, w.txo_flag = np.zeros(n_txo, np.int64), np.zeros(n_txo, np.bool_)
-        w.tx_hop, w.tx_pred, w.queued = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.bool_)
-        return w
+        return _Workspace(n, n_txo, prefault=False)
+
+    def reset(self, graph: UtxoGraph, seed_txos: I64) -> None:
+        """Zero what the last trace wrote."""
+        if self.touched is None:
+            for a in self._arrays():
+                a.view(np.uint8).fill(0)
+        else:
+            _reset(
+                self.touched, self.txo_dirty, self.marks, self.state, self.bits1, self.bits2, self.tx_hop,
+                self.tx_pred, self.queued, self.txo_taint, self.txo_flag, graph.out_off, seed_txos,
+            )  # fmt: skip
+        self.touched = np.zeros(0, np.int64)
+        self.txo_dirty = self.marks = False
 
 
 _WORKSPACES: dict[int, _Workspace] = {}  # by id() of a live graph; dropped when the graph is collected
@@ -637,34 +1020,40 @@ def _workspace(graph: UtxoGraph, seed_txos: I64) -> Iterator[_Workspace]:
         yield _Workspace.fresh(len(graph), graph.n_txo)
         return
     try:
+        ws.touched = None  # until the walk reports what it touched
         yield ws
     finally:
-        _reset(ws.queued, ws.tx_hop, ws.tx_pred, ws.txo_taint, ws.txo_flag, graph.out_off, graph.in_off,
-               graph.in_txo, seed_txos)  # fmt: skip
+        ws.reset(graph, seed_txos)
         ws.lock.release()
 
 
 @nb.njit(cache=True, nogil=True)
 def _reset(
-    queued: Bools, tx_hop: I64, tx_pred: I64, txo_taint: I64, txo_flag: Bools, out_off: I64, in_off: I64,
-    in_txo: I64, seed_txos: I64,
+    touched: I64, txo_dirty: bool, marks: bool, state: npt.NDArray[np.void], bits1: npt.NDArray[np.uint64],
+    bits2: npt.NDArray[np.uint64], tx_hop: I64, tx_pred: I64, queued: Bools, txo_taint: I64, txo_flag: Bools,
+    out_off: I64, seed_txos: I64,
 ) -> None:  # fmt: skip
-    """Zero what a trace can have written: per reached transaction (hop set) its marks, its outputs and
-    the outputs its inputs spend; and the seed outputs."""
-    for i in range(len(tx_hop)):
-        if tx_hop[i] == 0 and not queued[i]:
-            continue
-        queued[i] = False
-        tx_hop[i] = 0
-        tx_pred[i] = 0
-        for k in range(out_off[i], out_off[i + 1]):
-            txo_taint[k] = 0
-            txo_flag[k] = False
-        for k in range(in_off[i], in_off[i + 1]):
-            t = in_txo[k]
-            if t >= 0:
-                txo_taint[t] = 0
-                txo_flag[t] = False
+    """Zero what a trace can have written: per touched (queued) transaction its marks, its queue bits
+    (left set only when the walk stopped early) and, when the walk wrote them, its outputs' taint and
+    flags (every output a walk writes belongs to a transaction it queued), and its ``tx_hop``,
+    ``tx_pred`` and ``queued`` marks when it wrote those (``marks``); and the seed outputs."""
+    for i in touched:
+        if marks:
+            queued[i] = False
+            tx_hop[i] = 0
+            tx_pred[i] = 0
+        r = state[i]
+        r.taint = 0
+        r.best_t = 0
+        r.hop = 0
+        r.first = 0
+        r.best = 0
+        bits1[i >> 6] = 0
+        bits2[i >> 12] = 0
+        if txo_dirty:
+            for k in range(out_off[i], out_off[i + 1]):
+                txo_taint[k] = 0
+                txo_flag[k] = False
     for t in seed_txos:
         txo_taint[t] = 0
         txo_flag[t] = False
@@ -762,13 +1151,10 @@ def _run(
     code = POLICIES.index(policy)
     if direction == "forward":
         until = _I64_MAX if limits.until is None else int(limits.until)  # a loose spender: LOOSE_TIME
-        edges, ne, events, nv, created, unknown, conflict, overlap = _forward(
-            graph.out_off,
-            graph.out_value,
-            graph.out_addr,
-            graph.out_spender,
+        edges, ne, events, nv, created, unknown, conflict, overlap, touched, nt = _forward(
+            graph.tx_rec,
+            graph.out_rec,
             graph.out_tx,
-            graph.in_off,
             graph.in_txo,
             graph.in_addr,
             graph.time,
@@ -780,17 +1166,24 @@ def _run(
             service,
             superc,
             txo_taint,
-            tx_hop,
-            tx_pred,
-            queued,
             ws.txo_flag,
+            ws.state,
+            ws.bits1,
+            ws.bits2,
             absorb,
+            ws.capacity,
         )
+        ws.capacity = max(ws.capacity, ne)  # the next trace starts with room for as many edges
+        ws.touched = touched[:nt]
+        ws.txo_dirty = code in (FIFO, LIFO)
+        ws.marks = materialize
+        if materialize and conflict < 0:
+            _forward_preds(ws.touched, ws.state, graph.in_off, graph.in_txo, graph.out_tx, tx_pred)
     else:
         seed_mask = ws.txo_flag
         seed_mask[txos] = True
         since = _I64_MIN if limits.since is None else int(limits.since)
-        edges, ne, events, nv, created, unknown, conflict, overlap = _backward(
+        edges, ne, events, nv, created, unknown, conflict, overlap, touched, nt = _backward(
             graph.out_off,
             graph.out_value,
             graph.out_addr,
@@ -816,6 +1209,9 @@ def _run(
             queued,
             absorb,
         )
+        ws.touched = touched[:nt]
+        ws.txo_dirty = True
+        ws.marks = True
     if conflict >= 0:
         raise InvalidInput(
             f"seed transaction {graph.txid_hex(conflict)} is reached by the trace of another seed, so its "
@@ -853,11 +1249,18 @@ def _edges(graph: UtxoGraph, rows: I64) -> list[RawEdge]:
         return list(map(RawEdge, tx_ids, src, dst, times, amount, tainted, hop))
 
 
+@nb.njit(cache=True, nogil=True)
+def _kind_sums(ev: I64, n_kinds: int) -> I64:
+    """Per end-point kind the summed taint of the events (exact, in one pass)."""
+    out = np.zeros(n_kinds, np.int64)
+    for r in range(len(ev)):
+        out[ev[r, 1]] += ev[r, 3]
+    return out
+
+
 def _totals(ev: I64) -> dict[str, int]:
     """The totals per TOTAL_KEYS from the end-point events."""
-    per_kind = np.zeros(len(ENDPOINT_KINDS), np.int64)
-    if len(ev):
-        np.add.at(per_kind, ev[:, 1], ev[:, 3])
+    per_kind = _kind_sums(ev, len(ENDPOINT_KINDS))
     return {
         "at_endpoints": int(sum(int(per_kind[ENDPOINT_KINDS.index(k)]) for k in _AT_ENDPOINTS)),
         "unspent": int(per_kind[K_UNSPENT]),
