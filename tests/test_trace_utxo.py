@@ -24,7 +24,7 @@ from fundtrail.ingest.bitcoin_tx import ingest_raw_transactions
 from fundtrail.store.bitcoin_write import write_blocks
 from fundtrail.store.db import connect
 from fundtrail.tracing import utxo_graph as ug
-from fundtrail.tracing import utxo_trace as ut
+from fundtrail.tracing import utxo_kernels as uk
 from fundtrail.tracing.arith import mul_div, split
 from fundtrail.tracing.model import (
     DIRECTIONS,
@@ -222,8 +222,8 @@ def _ends(ex: Example, flow: UtxoFlow) -> dict[tuple[str, str], int]:
 
 
 def test_kernel_codes_match_the_model() -> None:
-    assert [POLICIES[c] for c in (ut.HAIRCUT, ut.POISON, ut.FIFO, ut.LIFO, ut.TIHO)] == list(POLICIES)
-    kinds = (ut.K_SERVICE, ut.K_SUPER, ut.K_UNSPENT, ut.K_BELOW, ut.K_BEYOND, ut.K_FEES, ut.K_ORIGIN)
+    assert [POLICIES[c] for c in (uk.HAIRCUT, uk.POISON, uk.FIFO, uk.LIFO, uk.TIHO)] == list(POLICIES)
+    kinds = (uk.K_SERVICE, uk.K_SUPER, uk.K_UNSPENT, uk.K_BELOW, uk.K_BEYOND, uk.K_FEES, uk.K_ORIGIN)
     assert [ENDPOINT_KINDS[c] for c in kinds] == list(ENDPOINT_KINDS)
 
 
