@@ -249,7 +249,7 @@ def test_unknown_asset_on_a_later_chain_writes_nothing(world: tuple[Path, World]
         )
         before = con.execute("SELECT chain, asset_id FROM exposure_state ORDER BY ALL").fetchall()
         assert before == [(CHAIN, -1)]
-        with pytest.raises(InvalidInput, match="unknown asset 'WETH' on bitcoin-regtest"):
+        with pytest.raises(InvalidInput, match="'WETH' is not an asset of bitcoin-regtest"):
             exposure(con, ["ethereum", CHAIN], asset="WETH")
         assert con.execute("SELECT chain, asset_id FROM exposure_state ORDER BY ALL").fetchall() == before
         assert con.execute("SELECT count(*) FROM exposure WHERE chain = 'ethereum'").fetchone() == (0,)

@@ -34,6 +34,7 @@ from fundtrail.labels.store import labels_version
 from fundtrail.screening import exposure_flows as flows
 from fundtrail.screening import exposure_kernels as kern
 from fundtrail.screening.exposure_flows import BITCOIN_ASSET, huge
+from fundtrail.store import assets
 from fundtrail.store.db import arrow, first, registered, scalar, transaction
 
 I64 = npt.NDArray[np.int64]
@@ -92,29 +93,11 @@ def assets_with_transfers(con: duckdb.DuckDBPyConnection, chain: str) -> list[in
 
 
 def resolve_asset(con: duckdb.DuckDBPyConnection, chain: str, text: str) -> int:
-    """An asset named by its id, ``native`` or its symbol (case-insensitive, unique on the chain)."""
-    family = get_chain(chain).family
-    t = text.strip()
-    if family == "bitcoin":
-        if t.lower() in ("native", "-1", "btc"):
-            return BITCOIN_ASSET
-        raise InvalidInput(f"unknown asset {text!r} on {chain}", "Bitcoin chains have one asset: native")
-    if t.lower() == "native":
-        v = scalar(con, "SELECT asset_id FROM assets WHERE chain = ? AND contract IS NULL", [chain])
-    elif t.lstrip("-").isdigit():
-        v = scalar(con, "SELECT asset_id FROM assets WHERE chain = ? AND asset_id = ?", [chain, int(t)])
-    else:
-        rows = con.execute(
-            "SELECT asset_id FROM assets WHERE chain = ? AND lower(symbol) = lower(?)", [chain, t]
-        ).fetchall()
-        if len(rows) > 1:
-            raise InvalidInput(
-                f"{len(rows)} assets on {chain} have the symbol {t}", "give the asset id instead"
-            )
-        v = rows[0][0] if rows else None
-    if v is None:
-        raise NotFound(f"no asset {text!r} on {chain}", "give an asset id, a symbol or 'native'")
-    return int(v)
+    """The id of the asset ``text`` names (see :func:`fundtrail.store.assets.resolve_asset`)."""
+    ref = assets.resolve_asset(con, get_chain(chain), text)
+    if ref.asset_id is None:
+        raise NotFound(f"no {chain} data in the store", "ingest it first")
+    return ref.asset_id
 
 
 def exposure(

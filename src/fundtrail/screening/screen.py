@@ -39,7 +39,6 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundtrail.chains.assets import NATIVE
 from fundtrail.chains.registry import CHAINS, PSEUDO_NAMES, Chain
 from fundtrail.errors import FundtrailError, InvalidInput, NotFound
 from fundtrail.labels.addresses import RECORDED_CHAINS, detect, resolve_on
@@ -55,6 +54,7 @@ from fundtrail.screening.policy import (
     evaluate_exposure,
     evaluate_labels,
 )
+from fundtrail.store.assets import resolve_asset
 from fundtrail.store.db import first, scalar
 
 JSON = dict[str, Any]
@@ -64,7 +64,6 @@ TXID_LIMIT = 10  # txids per reason (the largest flows first)
 COUNTERPARTY_LIMIT = 10  # counterparty clusters per reason
 LABEL_LIMIT = 50  # labels per result ("labels_total" says how many there are)
 CACHE_CLUSTERS = 100_000  # clusters whose exposure and findings are kept between calls
-BITCOIN_ASSET_ID = -1
 _TXID = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 # worst first when a transaction's counterparties are combined: an unknown counterparty is not clean
 _BAND_ORDER = {"none": 0, "unknown": 1, "low": 2, "medium": 3, "high": 4, "severe": 5}
@@ -308,35 +307,10 @@ class ChainView:
 
 
 def _asset(con: duckdb.DuckDBPyConnection, c: Chain, asset: str | None) -> tuple[int | None, str | None]:
-    """(asset id, name) screened on chain ``c``: Bitcoin -1; account chains the native coin unless a
-    token is named (contract or symbol). (None, name) when the chain has no stored data yet."""
-    if c.family == "bitcoin":
-        if asset is not None and asset.upper() not in ("BTC", "XBT"):
-            raise InvalidInput(f"asset {asset!r} is not an asset of {c.name}", "leave --asset out on Bitcoin")
-        return BITCOIN_ASSET_ID, "BTC"
-    native = NATIVE[c.name].symbol or ""
-    if asset is None or asset.upper() == native.upper():
-        row = first(con, "SELECT asset_id FROM assets WHERE chain = ? AND contract IS NULL", [c.name])
-        return (None if row is None else int(row[0])), native
-    try:
-        contract = c.parse(asset)
-    except InvalidInput:
-        rows = con.execute(
-            "SELECT asset_id, symbol FROM assets WHERE chain = ? AND upper(symbol) = upper(?)",
-            [c.name, asset],
-        ).fetchall()
-        if len(rows) != 1:
-            raise InvalidInput(
-                f"asset {asset!r} is {'ambiguous' if rows else 'unknown'} on {c.name}",
-                "give the token contract address (or the native symbol)",
-            ) from None
-        return int(rows[0][0]), str(rows[0][1])
-    row = first(
-        con, "SELECT asset_id, symbol FROM assets WHERE chain = ? AND contract = ?", [c.name, contract]
-    )
-    if row is None:
-        raise NotFound(f"token {asset} never moved in the stored {c.name} data", "check the contract address")
-    return int(row[0]), str(row[1] or c.show(contract))
+    """(asset id, name) screened on chain ``c``: the chain's coin unless a token is named; (None, name)
+    when the chain has no stored data yet."""
+    ref = resolve_asset(con, c, asset)
+    return ref.asset_id, ref.name
 
 
 def _is_cluster_label(lab: JSON) -> bool:

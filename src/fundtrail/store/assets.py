@@ -15,6 +15,11 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from fundtrail.chains.assets import NATIVE
+from fundtrail.chains.registry import Chain
+from fundtrail.errors import InvalidInput, NotFound
+from fundtrail.store.db import first
+
 KNOWN_SOURCES = ("native", "registry", "contract")
 
 
@@ -71,3 +76,74 @@ def set_contract_metadata(
     finally:
         con.unregister("meta_answers")
     return int(n[0][0]) if n else 0
+
+
+UTXO_ASSET_ID = -1  # a UTXO chain's coin: it has no ``assets`` row
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """An asset a user named: ``asset_id`` (None: the chain's native coin has no stored data yet),
+    a display name and the decimals (None where unknown)."""
+
+    asset_id: int | None
+    name: str
+    decimals: int | None
+
+
+def resolve_asset(con: duckdb.DuckDBPyConnection, c: Chain, text: str | None) -> AssetRef:
+    """The asset ``text`` names on chain ``c``: nothing, ``native`` or the native symbol (the chain's
+    coin), a stored asset id, a token contract address, or a token symbol (case-insensitive, unique on
+    the chain). One resolver serves ``trace --asset``, ``exposure --asset`` and ``screen --asset``."""
+    t = None if text is None else text.strip()
+    if c.family == "bitcoin":
+        if t is not None and t.lower() not in ("native", "btc", "xbt", str(UTXO_ASSET_ID)):
+            raise InvalidInput(
+                f"asset {text!r} is not an asset of {c.name}", "Bitcoin chains have one asset: native"
+            )
+        return AssetRef(UTXO_ASSET_ID, "BTC", 8)
+    native = NATIVE[c.name].symbol or ""
+    if t is None or t.lower() == "native" or t.upper() == native.upper():
+        row = first(
+            con,
+            "SELECT asset_id, symbol, decimals FROM assets WHERE chain = ? AND contract IS NULL",
+            [c.name],
+        )
+        if row is None:
+            return AssetRef(None, native, NATIVE[c.name].decimals)
+        return AssetRef(int(row[0]), str(row[1] or native), row[2])
+    if t.lstrip("-").isdigit():
+        row = first(
+            con, "SELECT asset_id, symbol, decimals, contract FROM assets WHERE chain = ? AND asset_id = ?",
+            [c.name, int(t)],
+        )  # fmt: skip
+        if row is None:
+            raise NotFound(f"no asset {text!r} on {c.name}", "give an asset id, a symbol or 'native'")
+        return AssetRef(int(row[0]), _name(c, row[1], row[3], native), row[2])
+    try:
+        contract = c.parse(t)
+    except InvalidInput:
+        rows = con.execute(
+            "SELECT asset_id, symbol, decimals FROM assets WHERE chain = ? AND upper(symbol) = upper(?)",
+            [c.name, t],
+        ).fetchall()
+        if len(rows) != 1:
+            raise InvalidInput(
+                f"asset {text!r} is {'ambiguous' if rows else 'unknown'} on {c.name}",
+                "give the token contract address (or the native symbol)",
+            ) from None
+        return AssetRef(int(rows[0][0]), str(rows[0][1]), rows[0][2])
+    row = first(
+        con,
+        "SELECT asset_id, symbol, decimals FROM assets WHERE chain = ? AND contract = ?",
+        [c.name, contract],
+    )
+    if row is None:
+        raise NotFound(f"token {t} never moved in the stored {c.name} data", "check the contract address")
+    return AssetRef(int(row[0]), str(row[1] or c.show(contract)), row[2])
+
+
+def _name(c: Chain, symbol: str | None, contract: bytes | None, native: str) -> str:
+    if symbol:
+        return symbol
+    return native if contract is None else c.show(bytes(contract))

@@ -19,11 +19,11 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from fundtrail.chains.assets import NATIVE
 from fundtrail.chains.registry import Chain
 from fundtrail.chains.registry import chain as get_chain
 from fundtrail.errors import InvalidInput, NotFound
 from fundtrail.labels.store import labels_for_address_ids
+from fundtrail.store.assets import resolve_asset
 from fundtrail.store.db import first, scalar
 from fundtrail.tracing.account_trace import trace_account
 from fundtrail.tracing.model import (
@@ -217,38 +217,11 @@ def _seed_address_ids(con: duckdb.DuckDBPyConnection, c: Chain, seed: Seed) -> l
 
 
 def _asset(con: duckdb.DuckDBPyConnection, c: Chain, asset: str | None) -> tuple[int, str, int | None]:
-    """(asset id, name, decimals) of the native coin (default) or a token named by contract or symbol."""
-    native = NATIVE[c.name].symbol or ""
-    if asset is None or asset.upper() == native.upper():
-        row = first(
-            con,
-            "SELECT asset_id, symbol, decimals FROM assets WHERE chain = ? AND contract IS NULL",
-            [c.name],
-        )
-        if row is None:
-            raise NotFound(f"no {c.name} data in the store", "ingest it first")
-        return int(row[0]), str(row[1] or native), row[2]
-    try:
-        contract = c.parse(asset)
-    except InvalidInput:
-        rows = con.execute(
-            "SELECT asset_id, symbol, decimals FROM assets WHERE chain = ? AND upper(symbol) = upper(?)",
-            [c.name, asset],
-        ).fetchall()
-        if len(rows) != 1:
-            raise InvalidInput(
-                f"asset {asset!r} is {'ambiguous' if rows else 'unknown'} on {c.name}",
-                "give the token contract address (or the native symbol)",
-            ) from None
-        return int(rows[0][0]), str(rows[0][1]), rows[0][2]
-    row = first(
-        con,
-        "SELECT asset_id, symbol, decimals FROM assets WHERE chain = ? AND contract = ?",
-        [c.name, contract],
-    )
-    if row is None:
-        raise NotFound(f"token {asset} never moved in the stored {c.name} data", "check the contract address")
-    return int(row[0]), str(row[1] or c.show(contract)), row[2]
+    """(asset id, name, decimals) of the native coin (default) or a named token."""
+    ref = resolve_asset(con, c, asset)
+    if ref.asset_id is None:
+        raise NotFound(f"no {c.name} data in the store", "ingest it first")
+    return ref.asset_id, ref.name, ref.decimals
 
 
 def _trace_account(
