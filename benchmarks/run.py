@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{line['name']}: {line['ours']} {line['unit']} (reference {line['reference']}) {verdict}")
         elif line["unit"] in ("s", "ms"):
             log(f"{line['name']}: {line['ours']} {line['unit']} (target <= {line['target']}) {verdict}")
+        elif line["unit"] == "addresses/s":  # an absolute rate target
+            target = f"target >= {line['target']:,.0f}"
+            log(f"{line['name']}: {line['ours']:,} {line['unit']} ({target}) {verdict}")
         else:
             log(f"{line['name']}: {line['ratio']}x (target {line['target']}x) {verdict}")
     return 1 if args.check and not all(line["met"] for line in lines) else 0
