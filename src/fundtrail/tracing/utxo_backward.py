@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from fundtrail.tracing.heap import heap_pop, heap_push
 from fundtrail.tracing.utxo_kernels import (
     _COLS,
     _I64_MAX,
@@ -20,8 +21,6 @@ from fundtrail.tracing.utxo_kernels import (
     Bools,
     _distribute,
     _grow,
-    _hpop,
-    _hpush,
     _line,
     _put,
     _stop_kind,
@@ -74,14 +73,14 @@ def _backward(
         queued[s] = True
         if hn == len(heap):
             heap = _grow(heap)
-        _hpush(heap, hn, -s)
+        heap_push(heap, hn, -s)
         hn += 1
         if nt == len(touched):
             touched = _grow(touched)
         touched[nt] = s
         nt += 1
     while hn > 0:
-        s = -_hpop(heap, hn)
+        s = -heap_pop(heap, hn)
         hn -= 1
         o0 = out_off[s]
         no = out_off[s + 1] - o0
@@ -190,7 +189,7 @@ def _backward(
                         queued[p] = True
                         if hn == len(heap):
                             heap = _grow(heap)
-                        _hpush(heap, hn, -p)
+                        heap_push(heap, hn, -p)
                         hn += 1
                         if nt == len(touched):
                             touched = _grow(touched)

@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fundtrail.errors import NotFound
+from fundtrail.tracing.heap import heap_pop, heap_push
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -348,22 +349,8 @@ def _topo_order(n: int, in_dense: I64, prev_dense: I64) -> I64:
     done = np.zeros(n, np.bool_)
     m = 0
     while hn > 0:
-        top = heap[0]
+        top = heap_pop(heap, hn)
         hn -= 1
-        last = heap[hn]
-        k = 0
-        while True:  # sift ``last`` down from the root
-            c = 2 * k + 1
-            if c >= hn:
-                break
-            if c + 1 < hn and heap[c + 1] < heap[c]:
-                c += 1
-            if heap[c] >= last:
-                break
-            heap[k] = heap[c]
-            k = c
-        if hn > 0:
-            heap[k] = last
         order[m] = top
         m += 1
         done[top] = True
@@ -371,12 +358,8 @@ def _topo_order(n: int, in_dense: I64, prev_dense: I64) -> I64:
             s = adj[e]
             indeg[s] -= 1
             if indeg[s] == 0:
-                k = hn
+                heap_push(heap, hn, s)
                 hn += 1
-                while k > 0 and heap[(k - 1) // 2] > s:
-                    heap[k] = heap[(k - 1) // 2]
-                    k = (k - 1) // 2
-                heap[k] = s
     for i in range(n):
         if not done[i]:
             order[m] = i

@@ -57,38 +57,6 @@ def _put(buf: I64, n: int, a: int, b: int, c: int, d: int, e: int, f: int, g: in
 
 
 @nb.njit(cache=True, nogil=True)
-def _hpush(heap: I64, hn: int, x: int) -> None:
-    """Push ``x`` on the min-heap ``heap[:hn]`` (the caller made room, and adds one to ``hn``)."""
-    k = hn
-    while k > 0 and heap[(k - 1) // 2] > x:
-        heap[k] = heap[(k - 1) // 2]
-        k = (k - 1) // 2
-    heap[k] = x
-
-
-@nb.njit(cache=True, nogil=True)
-def _hpop(heap: I64, hn: int) -> int:
-    """Remove and return the smallest of ``heap[:hn]`` (the caller subtracts one from ``hn``)."""
-    top = heap[0]
-    hn -= 1
-    last = heap[hn]
-    k = 0
-    while True:
-        c = 2 * k + 1
-        if c >= hn:
-            break
-        if c + 1 < hn and heap[c + 1] < heap[c]:
-            c += 1
-        if heap[c] >= last:
-            break
-        heap[k] = heap[c]
-        k = c
-    if hn > 0:
-        heap[k] = last
-    return int(top)
-
-
-@nb.njit(cache=True, nogil=True)
 def _line(src_len: I64, src_taint: I64, dst_len: I64, out: I64) -> None:
     """FIFO on one line: the source stretches laid end to end, each with its tainted units at its start;
     ``out[j]`` (added to) = the tainted units falling in destination stretch ``j``."""
