@@ -33,7 +33,8 @@ from fundtrail.screening.policy import (
     parse_policy,
     score_of,
 )
-from fundtrail.screening.screen import AddressIndex, Screener
+from fundtrail.screening.screen import Screener
+from fundtrail.screening.snapshot import AddressIndex
 from fundtrail.store.bitcoin_write import write_blocks
 from fundtrail.store.db import connect
 from tests.conftest import DATA

@@ -22,7 +22,8 @@ from fundtrail.ingest.ethereum_etl import ingest_ethereum_etl
 from fundtrail.labels.store import add_label
 from fundtrail.screening.exposure import compute_exposure, exposure, exposure_of
 from fundtrail.screening.policy import parse_policy
-from fundtrail.screening.screen import ExposureIndex, Screener
+from fundtrail.screening.screen import Screener
+from fundtrail.screening.snapshot import ExposureIndex
 from fundtrail.store.bitcoin_write import write_blocks
 from fundtrail.store.db import connect
 from tests.conftest import DATA
