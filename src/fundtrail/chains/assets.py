@@ -27,10 +27,13 @@ NATIVE: dict[str, Asset] = {
     "base": Asset("ETH", 18, "Ether"),
     "avalanche": Asset("AVAX", 18, "Avax"),
     "anvil": Asset("ETH", 18, "Ether (local test chain)"),
+    "sim-ethereum": Asset("ETH", 18, "Ether (fundtrail's simulation network)"),
     "tron": Asset("TRX", 6, "Tronix"),
 }
 
 EVM_CHAINS = tuple(c for c in NATIVE if c != "tron")
+
+SIM_USDT_CONTRACT = "a2f5ddceb526d412aa07f1cda3efa32fce3f7e20"
 
 # contract key (20 bytes for EVM, 21 bytes for TRON) -> metadata
 TOKENS: dict[str, dict[bytes, Asset]] = {
@@ -47,6 +50,10 @@ TOKENS: dict[str, dict[bytes, Asset]] = {
     },
     "polygon": {
         bytes.fromhex("c2132d05d31c914a87c6611c10748aeb04b58e8f"): Asset("USDT", 6, "Tether USD (PoS)"),
+    },
+    # the simulator's USDT-like token (6 decimals, like Tether's), at keccak("fundtrail simulation: USDT")[-20:]
+    "sim-ethereum": {
+        bytes.fromhex(SIM_USDT_CONTRACT): Asset("USDT", 6, "Tether USD (simulated)"),
     },
     "tron": {
         bytes.fromhex("41a614f803b6fd780986a42c78ec9c7f77e6ded13c"): Asset("USDT", 6, "Tether USD"),

@@ -1,0 +1,1 @@
+"""A laundering world with ground truth: a simulator writing real chain formats, and its answer key."""
