@@ -41,8 +41,15 @@ def sha256d(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
+_SHA256 = hashlib.sha256
+_DIGEST = type(hashlib.sha256()).digest
+_RIPEMD160 = hashlib.new("ripemd160")  # copied per call: cheaper than looking the digest up by name
+
+
 def hash160(data: bytes) -> bytes:
-    return hashlib.new("ripemd160", hashlib.sha256(data).digest()).digest()
+    h = _RIPEMD160.copy()
+    h.update(hashlib.sha256(data).digest())
+    return h.digest()
 
 
 def compact_size(n: int) -> bytes:
@@ -216,7 +223,8 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     while len(level) > 1:
         if len(level) % 2:
             level.append(level[-1])
-        level = [sha256d(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
+        pairs = map(bytes.__add__, level[0::2], level[1::2])
+        level = list(map(_DIGEST, map(_SHA256, map(_DIGEST, map(_SHA256, pairs)))))  # sha256d, no frames
     return level[0]
 
 
@@ -260,17 +268,28 @@ class Block:
         )
 
 
-def with_witness_commitment(coinbase: Tx, others: Sequence[Tx]) -> Tx:
-    """The coinbase with the BIP141 commitment output and the reserved value in its witness."""
-    root = merkle_root([b"\x00" * 32, *(t.wtxid[::-1] for t in others)])
-    commitment = op_return_script(_COMMITMENT_HEADER + sha256d(root + WITNESS_RESERVED))
+def witness_commitment_script(wtxids: Sequence[bytes]) -> bytes:
+    """The BIP141 commitment output script over the wtxids (internal byte order) of a block's transactions
+    after the coinbase (whose own wtxid counts as zeros), with the all-zero reserved value."""
+    root = merkle_root([b"\x00" * 32, *wtxids])
+    return op_return_script(_COMMITMENT_HEADER + sha256d(root + WITNESS_RESERVED))
+
+
+def commit_witness(coinbase: Tx, wtxids: Sequence[bytes]) -> Tx:
+    """The coinbase with the BIP141 commitment output over ``wtxids`` (internal byte order, the block's
+    other transactions) and the reserved value in its witness."""
     cb_in = coinbase.inputs[0]
     return Tx(
         (TxIn(cb_in.prevout, cb_in.script_sig, cb_in.sequence, (WITNESS_RESERVED,)),),
-        (*coinbase.outputs, TxOut(0, commitment)),
+        (*coinbase.outputs, TxOut(0, witness_commitment_script(wtxids))),
         coinbase.version,
         coinbase.locktime,
     )
+
+
+def with_witness_commitment(coinbase: Tx, others: Sequence[Tx]) -> Tx:
+    """The coinbase with the BIP141 commitment output and the reserved value in its witness."""
+    return commit_witness(coinbase, [t.wtxid[::-1] for t in others])
 
 
 def mine(header: Header) -> Header:
