@@ -60,3 +60,16 @@ class StoreError(FundtrailError):
     """The store cannot be opened or used (locked, newer schema, not a fundtrail store)."""
 
     exit_code = 6
+
+
+class PermissionDenied(FundtrailError):
+    """The caller is known but may not do this: their role lacks the permission, or a case is shared with
+    their organisation read-only, or a package is signed by a key this installation does not trust."""
+
+    exit_code = 7
+
+
+class Unauthenticated(FundtrailError):
+    """No valid credentials: an unknown, malformed or revoked API key (the API answers 401)."""
+
+    exit_code = 8

@@ -137,6 +137,67 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 labels_version VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""",
         ],
     ),
+    (
+        5,
+        "Platform: organisations, users, API keys, the hash-chained audit log, cases, private labels",
+        [
+            # ids are dense, assigned by the one writer (max + 1); id 0 is the installation's local
+            # administrator (the CLI). No indexes: DuckDB alters no table an index depends on.
+            """CREATE TABLE orgs (
+                org_id BIGINT NOT NULL, name VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)""",
+            """CREATE TABLE users (
+                user_id BIGINT NOT NULL, name VARCHAR NOT NULL, org_id BIGINT NOT NULL, role VARCHAR NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""",
+            # secret_sha256: SHA-256 of the 256-bit random secret (never the secret itself)
+            """CREATE TABLE api_keys (
+                key_id VARCHAR NOT NULL, user_id BIGINT NOT NULL, secret_sha256 BLOB NOT NULL,
+                prefix VARCHAR NOT NULL, rate_limit_per_s INTEGER NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+                revoked_at TIMESTAMPTZ, last_used_at TIMESTAMPTZ)""",
+            # every field but hash is hashed as stored (``logged_at`` is text: the hash input is exact)
+            """CREATE TABLE audit_log (
+                seq BIGINT NOT NULL, logged_at VARCHAR NOT NULL, user_id BIGINT, user_name VARCHAR NOT NULL,
+                org_id BIGINT, action VARCHAR NOT NULL, target VARCHAR NOT NULL, params VARCHAR NOT NULL,
+                result_digest VARCHAR NOT NULL, prev_hash VARCHAR NOT NULL, hash VARCHAR NOT NULL)""",
+            # one row: the last entry's seq and hash, written with it (deleting the last entries shows)
+            """CREATE TABLE audit_head (
+                seq BIGINT NOT NULL, hash VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""",
+            # origin: provenance (JSON) of a case imported from a package, null for a case opened here
+            """CREATE TABLE cases (
+                case_id BIGINT NOT NULL, org_id BIGINT NOT NULL, title VARCHAR NOT NULL,
+                description VARCHAR, status VARCHAR NOT NULL, created_by VARCHAR NOT NULL,
+                assignee_id BIGINT, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+                origin VARCHAR)""",
+            """CREATE TABLE case_subjects (
+                case_id BIGINT NOT NULL, subject_id BIGINT NOT NULL, kind VARCHAR NOT NULL,
+                chain VARCHAR NOT NULL, value VARCHAR NOT NULL, note VARCHAR, added_by VARCHAR NOT NULL,
+                added_at TIMESTAMPTZ NOT NULL)""",
+            """CREATE TABLE case_notes (
+                case_id BIGINT NOT NULL, note_id BIGINT NOT NULL, author VARCHAR NOT NULL,
+                text VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)""",
+            """CREATE TABLE case_attachments (
+                case_id BIGINT NOT NULL, attachment_id BIGINT NOT NULL, note_id BIGINT,
+                name VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, size BIGINT NOT NULL, content BLOB NOT NULL,
+                added_by VARCHAR NOT NULL, added_at TIMESTAMPTZ NOT NULL)""",
+            # params and result: canonical JSON; tip: the chain's stored tip when the snapshot ran
+            """CREATE TABLE case_snapshots (
+                case_id BIGINT NOT NULL, snapshot_id BIGINT NOT NULL, kind VARCHAR NOT NULL,
+                title VARCHAR, chain VARCHAR NOT NULL, params VARCHAR NOT NULL, tip_height BIGINT,
+                tip_hash VARCHAR, result VARCHAR NOT NULL, result_digest VARCHAR NOT NULL,
+                created_by VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL)""",
+            """CREATE TABLE case_shares (
+                case_id BIGINT NOT NULL, org_id BIGINT NOT NULL, access VARCHAR NOT NULL,
+                granted_by VARCHAR NOT NULL, granted_at TIMESTAMPTZ NOT NULL)""",
+            """CREATE TABLE private_labels (
+                label_id BIGINT NOT NULL, org_id BIGINT NOT NULL, chain VARCHAR NOT NULL,
+                address VARCHAR NOT NULL, category VARCHAR NOT NULL, label VARCHAR NOT NULL,
+                created_by VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL)""",
+            # Ed25519 public keys of peer installations whose case packages this one imports
+            """CREATE TABLE trusted_keys (
+                name VARCHAR NOT NULL, public_key VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
+                added_by VARCHAR NOT NULL, added_at TIMESTAMPTZ NOT NULL)""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
