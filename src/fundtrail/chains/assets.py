@@ -51,7 +51,7 @@ TOKENS: dict[str, dict[bytes, Asset]] = {
     "polygon": {
         bytes.fromhex("c2132d05d31c914a87c6611c10748aeb04b58e8f"): Asset("USDT", 6, "Tether USD (PoS)"),
     },
-    # the simulator's USDT-like token (6 decimals, like Tether's), at keccak("fundtrail simulation: USDT")[-20:]
+    # the simulator's USDT-like token (6 decimals, as Tether's), at keccak("fundtrail simulation: USDT")[-20:]
     "sim-ethereum": {
         bytes.fromhex(SIM_USDT_CONTRACT): Asset("USDT", 6, "Tether USD (simulated)"),
     },

@@ -10,7 +10,22 @@ from typing import Annotated
 
 import typer
 
-from fundtrail.cli import cluster, exposure, ingest, labels, screen, show, trace
+from fundtrail.cli import audit as audit_cli
+from fundtrail.cli import case as case_cli
+from fundtrail.cli import (
+    cluster,
+    evaluate,
+    exposure,
+    ingest,
+    keys,
+    labels,
+    orgs,
+    screen,
+    show,
+    simulate,
+    trace,
+    users,
+)
 from fundtrail.cli.state import state
 from fundtrail.errors import FundtrailError
 
@@ -24,12 +39,19 @@ app = typer.Typer(
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(show.app, name="show")
 app.add_typer(labels.app, name="labels")
+app.add_typer(orgs.app, name="orgs")
+app.add_typer(users.app, name="users")
+app.add_typer(keys.app, name="keys")
+app.add_typer(audit_cli.app, name="audit")
+app.add_typer(case_cli.app, name="case")
 app.command("summary")(show.summary)
 app.command("cluster")(cluster.cluster)
 app.command("explain-cluster")(cluster.explain_cluster)
 app.command("trace")(trace.trace_command)
 app.command("screen")(screen.screen_command)
 app.command("exposure")(exposure.exposure_command)
+app.command("evaluate")(evaluate.evaluate_command)
+app.command("simulate")(simulate.simulate_command)
 show.app.command("cluster")(cluster.show_cluster)
 
 

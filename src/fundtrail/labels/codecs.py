@@ -115,3 +115,52 @@ def eip55(key: bytes) -> str:
     hexaddr = key.hex()
     digest = keccak.new(digest_bits=256, data=hexaddr.encode()).hexdigest()
     return "0x" + "".join(c.upper() if d in "89abcdef" else c for c, d in zip(hexaddr, digest))
+
+
+def _convertbits(data: bytes) -> list[int]:
+    """8-bit bytes to 5-bit groups, zero-padded at the end (BIP173), through one integer."""
+    bits = len(data) * 8
+    groups = -(-bits // 5)
+    n = int.from_bytes(data, "big") << (groups * 5 - bits)
+    return [(n >> s) & 31 for s in range(groups * 5 - 5, -1, -5)]
+
+
+def _hrp_state(hrp: str) -> int:
+    return _polymod([ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp])
+
+
+_HRP_STATES: dict[str, int] = {}
+
+
+def segwit_address(hrp: str, version: int, program: bytes) -> str:
+    """The bech32 (v0) / bech32m (v1+) address of a witness program (the encoder's fast path; the
+    tests compare it with bip-utils')."""
+    chk = _HRP_STATES.get(hrp)
+    if chk is None:
+        chk = _HRP_STATES[hrp] = _hrp_state(hrp)
+    data = [version, *_convertbits(program)]
+    poly = _POLY
+    for v in data:
+        chk = ((chk & 0x1FFFFFF) << 5) ^ v ^ poly[chk >> 25]
+    for _ in range(6):
+        chk = ((chk & 0x1FFFFFF) << 5) ^ poly[chk >> 25]
+    pm = chk ^ (_BECH32_CONST if version == 0 else _BECH32M_CONST)
+    chars = _BECH32
+    return (
+        hrp
+        + "1"
+        + "".join([chars[d] for d in data])
+        + "".join([chars[(pm >> s) & 31] for s in (25, 20, 15, 10, 5, 0)])
+    )
+
+
+def base58check_encode(payload: bytes) -> str:
+    """Base58Check of ``payload`` (version byte included): one big-integer conversion."""
+    raw = payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]
+    n = int.from_bytes(raw, "big")
+    out = []
+    while n:
+        n, r = divmod(n, 58)
+        out.append(_B58[r])
+    pad = len(raw) - len(raw.lstrip(b"\x00"))
+    return "1" * pad + "".join(reversed(out))

@@ -13,6 +13,8 @@ keeps the pack (``tagpack``, ``title``, ``creator``), the upstream ``source`` UR
 ``currency``, the original ``tagpack_category``/``tagpack_abuse``/``tagpack_confidence``, ``actor``,
 ``concepts`` and the tag's own ``context`` (parsed when it is JSON).
 
+A tag whose ``network`` names a chain of fundtrail's registry (``bitcoin-regtest``, ``sim-ethereum`` ...)
+is parsed on that chain: simulated worlds and test networks are labelled this way.
 A tag is skipped, with its reason counted, when it has no address, no currency or no label, when its
 address does not parse on a chain fundtrail ingests (after detecting the chain from the format, see
 :mod:`fundtrail.labels.addresses`), or when it repeats an earlier tag of the same pack (same chain,
@@ -29,8 +31,9 @@ from typing import Any
 import duckdb
 import yaml
 
+from fundtrail.chains.registry import CHAINS
 from fundtrail.errors import CorruptData, InvalidInput
-from fundtrail.labels.addresses import resolve
+from fundtrail.labels.addresses import resolve, resolve_on
 from fundtrail.labels.report import ImportProgress, ProgressFn, SourceReport, no_progress, skip_reason
 from fundtrail.labels.store import LabelRows, SourceImport, replace_sources
 from fundtrail.labels.taxonomy import from_tagpack, tagpack_confidence
@@ -114,11 +117,13 @@ def pack_rows(path: Path, doc: dict[str, Any]) -> tuple[LabelRows, SourceReport]
             report.skipped["no label"] += 1
             continue
         address, currency, label = str(address), str(currency), str(label).strip()
-        ck = (currency, address)
+        network = t.get("network")
+        on_chain = str(network) if network is not None and str(network) in CHAINS else None
+        ck = (on_chain or currency, address)
         r = cache.get(ck)
         if r is None:
             try:
-                r = resolve(currency, address, strict=False)
+                r = resolve_on(on_chain, address, False) if on_chain else resolve(currency, address, False)
             except InvalidInput as exc:
                 r = exc
             cache[ck] = r

@@ -183,6 +183,19 @@ class TruthWriter:
         if len(rows) >= self.chunk:
             self._flush(table)
 
+    def write_columns(self, table: str, columns: Mapping[str, Any]) -> None:
+        """Write a batch given as columns (lists or Arrow arrays), bypassing the row buffer."""
+        schema = SCHEMAS[table]
+        batch = pa.table({f.name: pa.array(columns[f.name], f.type) for f in schema}, schema=schema)
+        self.counts[table] += batch.num_rows
+        self._writer(table).write_table(batch)
+
+    def _writer(self, table: str) -> pq.ParquetWriter:
+        w = self._writers.get(table)
+        if w is None:
+            w = self._writers[table] = pq.ParquetWriter(self.dir / f"{table}.parquet", SCHEMAS[table])
+        return w
+
     def extend(self, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
         for r in rows:
             self.add(table, *r)
@@ -192,10 +205,7 @@ class TruthWriter:
         schema = SCHEMAS[table]
         cols = list(zip(*rows)) if rows else [() for _ in schema.names]
         batch = pa.table({f.name: pa.array(list(c), f.type) for f, c in zip(schema, cols)}, schema=schema)
-        w = self._writers.get(table)
-        if w is None:
-            w = self._writers[table] = pq.ParquetWriter(self.dir / f"{table}.parquet", schema)
-        w.write_table(batch)
+        self._writer(table).write_table(batch)
         rows.clear()
 
     def close(self) -> None:
