@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from fundtrail.cli.render import err, out, print_json
-from fundtrail.simulate.run import simulate
+from fundtrail.simulate.run import check_args, simulate
 from fundtrail.simulate.scenario import load_scenario
 
 
@@ -35,6 +35,7 @@ def simulate_command(
     """Simulate a world of honest activity and laundering operations on a UTXO chain (regtest blocks) and
     an account chain (ethereum-etl export with USDT), with its ground truth, labels and training cases."""
     sc = load_scenario(scenario)
+    check_args(seed, out_dir, force)
     columns = [
         TextColumn("[bold]simulating"),
         BarColumn(),

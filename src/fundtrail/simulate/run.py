@@ -56,15 +56,20 @@ class SimSummary:
     manifest: dict[str, Any]
 
 
-def simulate(
-    scenario: Scenario, seed: int, out: Path, progress: Progress | None = None, force: bool = False
-) -> SimSummary:
+def check_args(seed: int, out: Path, force: bool) -> None:
+    """Refuse a negative seed or a non-empty output directory (before anything is written)."""
     if seed < 0:
         raise InvalidInput(f"seed {seed} is negative", "give a seed >= 0")
-    if out.exists() and any(out.iterdir()) and not force:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InvalidInput(
             f"{out} exists and is not empty", "give a new --out directory, or --force to replace it"
         )
+
+
+def simulate(
+    scenario: Scenario, seed: int, out: Path, progress: Progress | None = None, force: bool = False
+) -> SimSummary:
+    check_args(seed, out, force)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
