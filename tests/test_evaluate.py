@@ -28,12 +28,15 @@ from fundtrail.errors import CorruptData
 from fundtrail.evaluation.clustering import PartitionScore, score_groups, score_partition
 from fundtrail.evaluation.detection import Alert, score_detection
 from fundtrail.evaluation.inputs import actors, load_truth, owned_addresses
+from fundtrail.evaluation.owners import Owners, owners_from_map, owners_from_table
 from fundtrail.evaluation.run import evaluate
 from fundtrail.evaluation.tracing import LegTrace, score_tracing, traces_from_truth
 from fundtrail.labels.store import add_label
 from fundtrail.simulate.truth import TruthWriter
 from fundtrail.store.bitcoin_write import write_blocks
 from fundtrail.store.db import connect
+from fundtrail.tracing.engine import TraceRequest, trace
+from fundtrail.tracing.model import Limits
 from tests.test_cli import run
 
 Row = dict[str, Any]
@@ -166,14 +169,14 @@ def _seed(op: int, leg: int, chain: str, asset: str, value: int, seed: str = "s"
     }
 
 
-def _cashout(op: int, leg: int, chain: str, asset: str, address: str, value: int) -> Row:
+def _cashout(op: int, leg: int, chain: str, asset: str, address: str, value: int, actor: int = 99) -> Row:
     return {
         "operation_id": op,
         "leg": leg,
         "chain": chain,
         "asset": asset,
         "address": address,
-        "actor_id": 99,
+        "actor_id": actor,
         "txid": "00" * 32,
         "amount": Decimal(value),
     }
@@ -202,21 +205,30 @@ CASHOUTS = [
 OPADDRS = [_opaddr(1, REGTEST_CHAIN, LAYER), _opaddr(2, SIM, evm_address(0xCD))]
 
 
-def test_tracing_fed_the_truth_scores_one() -> None:
-    r = score_tracing(OPS, OPADDRS, CASHOUTS, traces_from_truth(SEEDS, CASHOUTS))
-    assert (r.overall.share, r.overall.false_endpoints, r.overall.false_endpoint_share) == (1.0, 0, 0.0)
+@pytest.mark.parametrize("with_owners", [False, True])
+def test_tracing_fed_the_truth_scores_one(with_owners: bool) -> None:
+    # the perfect tracer scores 1.0 on both shares, with or without an owner lookup of the end points
+    owned = {REGTEST_CHAIN: {D1: 99, D2: 99, BRIDGE: 99, LAYER: 5}, SIM: {X: 99}}
+    owners = owners_from_map(owned) if with_owners else None
+    r = score_tracing(OPS, OPADDRS, CASHOUTS, traces_from_truth(SEEDS, CASHOUTS), owners)
+    o = r.overall
+    assert (o.share, o.entity_share, o.false_endpoints, o.false_endpoint_share) == (1.0, 1.0, 0, 0.0)
     assert (r.overall.operations, r.overall.legs) == (3, 4)
-    assert {t: (a.share, a.false_endpoints, a.operations) for t, a in r.typologies.items()} == {
-        "bridge_hop": (1.0, 0, 1),
-        "peel_chain": (1.0, 0, 2),
+    assert {
+        t: (a.share, a.entity_share, a.false_endpoints, a.operations) for t, a in r.typologies.items()
+    } == {
+        "bridge_hop": (1.0, 1.0, 0, 1),
+        "peel_chain": (1.0, 1.0, 0, 2),
     }
     amounts = r.as_json()["overall"]["amounts"]
     btc_expected = 6 * COIN + 4 * COIN - 10_000 + 5 * COIN - 10_000 + 2 * COIN
-    assert [(a["chain"], a["asset"], a["expected"], a["recovered"]) for a in amounts] == [
-        (REGTEST_CHAIN, "BTC", btc_expected, btc_expected),
-        (SIM, "USDT", 300_000_000, 300_000_000),
+    assert [
+        (a["chain"], a["asset"], a["expected"], a["recovered"], a["entity_recovered"]) for a in amounts
+    ] == [
+        (REGTEST_CHAIN, "BTC", btc_expected, btc_expected, btc_expected),
+        (SIM, "USDT", 300_000_000, 300_000_000, 300_000_000),
     ]
-    assert [o.score.share for o in r.operations] == [1.0, 1.0, 1.0]
+    assert [(o.score.share, o.score.entity_share) for o in r.operations] == [(1.0, 1.0)] * 3
     assert r.failed == [] and r.notes == []
 
 
@@ -227,7 +239,10 @@ def test_tracing_a_shuffled_answer_scores_low() -> None:
     rng = random.Random(5)
     ops = [_op(i, "peel_chain") for i in range(n)]
     values = [rng.randint(1, 50) * COIN for _ in range(n)]
-    cash = [_cashout(i, 0, REGTEST_CHAIN, "BTC", btc_address(f"cash{i}"), values[i]) for i in range(n)]
+    # every operation cashes out at its own exchange (actor 1000 + i)
+    cash = [
+        _cashout(i, 0, REGTEST_CHAIN, "BTC", btc_address(f"cash{i}"), values[i], 1000 + i) for i in range(n)
+    ]
     seeds = [_seed(i, 0, REGTEST_CHAIN, "BTC", values[i]) for i in range(n)]
     truth_traces = traces_from_truth(seeds, cash)
     perm = list(range(n))
@@ -249,7 +264,17 @@ def test_tracing_a_shuffled_answer_scores_low() -> None:
     fixed = [i for i in range(n) if perm[i] == i]
     assert r.overall.share == sum(values[i] for i in fixed) / sum(values)
     assert r.overall.share < 0.3
+    assert r.overall.entity_share == r.overall.share  # another operation's exchange is the wrong one
     assert r.overall.false_endpoints == n - len(fixed)
+    # the same answer when all 200 cash out at one exchange (actor 99): every trace ends at the right
+    # exchange, the entity-level score counts what ended there up to each operation's own amount, and no
+    # end point is false; the address-level share does not change
+    one = [{**c, "actor_id": 99} for c in cash]
+    r = score_tracing(ops, [], one, shuffled)
+    assert r.overall.share == sum(values[i] for i in fixed) / sum(values)
+    assert r.overall.entity_share == sum(min(values[i], values[perm[i]]) for i in range(n)) / sum(values)
+    assert 0.5 < r.overall.entity_share < 1.0
+    assert r.overall.false_endpoints == 0
 
 
 def test_half_the_value_to_an_innocent_address() -> None:
@@ -258,6 +283,7 @@ def test_half_the_value_to_an_innocent_address() -> None:
     trace = LegTrace(1, 0, REGTEST_CHAIN, "BTC", "s", 10 * COIN, half, half)
     r = score_tracing(ops, [], cash, [trace])
     assert (r.overall.share, r.overall.false_endpoints, r.overall.false_endpoint_share) == (0.5, 1, 0.5)
+    assert r.overall.entity_share == 0.5
     op = r.as_json()["operations"][0]
     assert op["false_endpoint_sample"] == [
         {"chain": REGTEST_CHAIN, "address": INNOCENT, "tainted_amount": 5 * COIN}
@@ -268,9 +294,11 @@ def test_half_the_value_to_an_innocent_address() -> None:
             "asset": "BTC",
             "expected": 10 * COIN,
             "recovered": 5 * COIN,
+            "entity_recovered": 5 * COIN,
             "traced": 10 * COIN,
             "false_endpoint_value": 5 * COIN,
             "share": 0.5,
+            "entity_share": 0.5,
             "false_endpoint_share": 0.5,
         }
     ]
@@ -303,10 +331,13 @@ def test_capped_recovery_own_addresses_pseudo_addresses_and_assets() -> None:
     r = score_tracing(OPS, OPADDRS, CASHOUTS, [t1, t2, t3, t4])
     by_op = {o.operation_id: o for o in r.operations}
     assert by_op[1].score.share == 6 * COIN / (10 * COIN - 10_000)
+    # entity level: D1 and D2 are both actor 99's; 7 BTC held at D1 count against their 9.9999
+    assert by_op[1].score.entity_share == 7 * COIN / (10 * COIN - 10_000)
     assert (by_op[1].score.false_endpoints, by_op[1].score.false_endpoint_share) == (0, 0.0)
     assert by_op[2].score.share == (1.0 + 0.5) / 2  # mean over the two assets, never BTC + USDT
     assert by_op[2].score.false_endpoints == 1
     assert by_op[2].score.false_endpoint_share == (0.0 + 0.5) / 2
+    assert by_op[2].score.entity_share == (1.0 + 0.5) / 2
     assert (by_op[3].score.legs, by_op[3].failed_legs, by_op[3].score.share) == (0, 1, None)
     assert r.failed == [
         {
@@ -324,6 +355,145 @@ def test_capped_recovery_own_addresses_pseudo_addresses_and_assets() -> None:
     btc = next(a for a in r.as_json()["overall"]["amounts"] if a["asset"] == "BTC")
     assert (btc["expected"], btc["recovered"]) == (15 * COIN - 20_000, 11 * COIN - 10_000)
     assert r.typologies["peel_chain"].operations == 1  # op 3 is left out
+
+
+# the entity-level world: exchange Ex (actor 10) with deposit addresses and a hot wallet, exchange Ey (11),
+# the perpetrator (12) and an innocent user (13); Ex's USDT addresses are lower case in the truth
+EX, EY, PERP, USER = 10, 11, 12, 13
+DEP, DEP2, DEP3, DEP4, HOT, OTHER, Y_DEP, Y_HOT, HOP, USER_A = (
+    btc_address(n) for n in ("dep", "dep2", "dep3", "dep4", "hot", "other", "ydep", "yhot", "hop", "user")
+)
+E_DEP, E_HOT = evm_address(0xDE9), evm_address(0x7E57AB1E)
+ENTITY_ADDRESSES = [
+    *((REGTEST_CHAIN, a, EX) for a in (DEP, DEP2, DEP3, DEP4, HOT, OTHER)),
+    *((REGTEST_CHAIN, a, EY) for a in (Y_DEP, Y_HOT)),
+    (REGTEST_CHAIN, HOP, PERP),
+    (REGTEST_CHAIN, USER_A, USER),
+    (SIM, E_DEP, EX),
+    (SIM, E_HOT, EX),
+]
+
+
+def _entity_owners(tmp_path: Path, how: str) -> Owners:
+    """The owner lookup over a truth written to disk: its Arrow table, or the dict built for clustering."""
+    w = TruthWriter(tmp_path / "truth")
+    for aid, kind in ((EX, "exchange"), (EY, "exchange"), (PERP, "scammer"), (USER, "retail")):
+        w.add("actors", aid, f"actor {aid}", kind, "service", False)
+    w.extend("addresses", [(c, a, actor, "deposit") for c, a, actor in ENTITY_ADDRESSES])
+    w.close()
+    truth = load_truth(tmp_path)
+    if how == "table":
+        return owners_from_table(truth.table("addresses"))
+    return owners_from_map(owned_addresses(truth, actors(truth)))
+
+
+@pytest.mark.parametrize("how", ["table", "map"])
+def test_entity_level_tracing(tmp_path: Path, how: str) -> None:
+    ops = [_op(i, "peel_chain") for i in (1, 2, 3, 4)] + [_op(5, "chain_hop")]
+    cash = [
+        _cashout(1, 0, REGTEST_CHAIN, "BTC", DEP, 10 * COIN, EX),
+        _cashout(2, 0, REGTEST_CHAIN, "BTC", DEP2, 4 * COIN, EX),
+        _cashout(3, 0, REGTEST_CHAIN, "BTC", DEP3, 3 * COIN, EX),
+        _cashout(4, 0, REGTEST_CHAIN, "BTC", DEP4, 2 * COIN, EX),
+        _cashout(4, 0, REGTEST_CHAIN, "BTC", Y_DEP, 6 * COIN, EY),
+        _cashout(5, 0, SIM, "USDT", E_DEP, 700_000_000, EX),
+    ]
+    opaddrs = [_opaddr(o, REGTEST_CHAIN, HOP) for o in (1, 2, 3, 4)]
+    hot = CHAINS[SIM].show(bytes.fromhex(E_HOT[2:]))
+    assert hot != E_HOT  # EIP-55 mixed case
+    traces = [
+        # 1: through the deposit address into Ex's hot wallet (Ex swept it), ending there
+        LegTrace(
+            1, 0, REGTEST_CHAIN, "BTC", "s", 10 * COIN,
+            {HOP: 10 * COIN, DEP: 10 * COIN, HOT: 10 * COIN}, {HOT: 10 * COIN},
+        ),
+        # 2: at another address of the right exchange, never through the deposit address
+        LegTrace(
+            2, 0, REGTEST_CHAIN, "BTC", "s", 4 * COIN, {HOP: 4 * COIN, OTHER: 4 * COIN}, {OTHER: 4 * COIN}
+        ),
+        # 3: at the other exchange: wrong entity, a false end point
+        LegTrace(3, 0, REGTEST_CHAIN, "BTC", "s", 3 * COIN, {Y_HOT: 3 * COIN}, {Y_HOT: 3 * COIN}),
+        # 4: more than Ex's 2 BTC at Ex (capped at 2), 1 of Ey's 6 at Ey, 1 at an innocent user (false)
+        LegTrace(
+            4, 0, REGTEST_CHAIN, "BTC", "s", 8 * COIN,
+            {HOT: 6 * COIN, Y_HOT: COIN, USER_A: COIN}, {HOT: 6 * COIN, Y_HOT: COIN, USER_A: COIN},
+        ),
+        # 5: USDT ending at Ex's hot wallet, shown EIP-55 by the trace, lower case in the truth
+        LegTrace(5, 0, SIM, "USDT", "s", 700_000_000, {hot: 699_000_000}, {hot: 699_000_000}),
+    ]  # fmt: skip
+    r = score_tracing(ops, opaddrs, cash, traces, _entity_owners(tmp_path, how))
+    got = {
+        o.operation_id: (
+            o.score.share,
+            o.score.entity_share,
+            o.score.false_endpoints,
+            o.score.false_endpoint_share,
+        )
+        for o in r.operations
+    }
+    assert got == {
+        1: (1.0, 1.0, 0, 0.0),
+        2: (0.0, 1.0, 0, 0.0),
+        3: (0.0, 0.0, 1, 1.0),
+        4: (0.0, (2 + 1) / 8, 1, 1 / 8),
+        5: (0.0, 699_000_000 / 700_000_000, 0, 0.0),
+    }
+    by_op = {o.operation_id: o.as_json() for o in r.operations}
+    assert by_op[3]["false_endpoint_sample"] == [
+        {"chain": REGTEST_CHAIN, "address": Y_HOT, "tainted_amount": 3 * COIN}
+    ]
+    assert by_op[4]["false_endpoint_sample"] == [
+        {"chain": REGTEST_CHAIN, "address": USER_A, "tainted_amount": COIN}
+    ]
+    btc, usdt = r.as_json()["overall"]["amounts"]
+    assert (btc["expected"], btc["recovered"], btc["entity_recovered"], btc["false_endpoint_value"]) == (
+        25 * COIN, 10 * COIN, (10 + 4 + 2 + 1) * COIN, 4 * COIN,
+    )  # fmt: skip
+    assert (btc["share"], btc["entity_share"]) == (10 / 25, 17 / 25)
+    assert (usdt["recovered"], usdt["entity_recovered"], usdt["entity_share"]) == (0, 699_000_000, 699 / 700)
+    assert r.overall.entity_share == (17 / 25 + 699 / 700) / 2
+    assert r.typologies["peel_chain"].entity_share == 17 / 25
+
+
+def test_entity_level_needs_the_owners(tmp_path: Path) -> None:
+    # without an owner lookup only the cash-out points' own owners are known: the hot wallet is nobody's
+    cash = [_cashout(1, 0, REGTEST_CHAIN, "BTC", DEP, 10 * COIN, EX)]
+    t = LegTrace(
+        1, 0, REGTEST_CHAIN, "BTC", "s", 10 * COIN, {DEP: 10 * COIN, HOT: 10 * COIN}, {HOT: 10 * COIN}
+    )
+    r = score_tracing([_op(1, "peel_chain")], [], cash, [t])
+    assert (r.overall.share, r.overall.entity_share, r.overall.false_endpoints) == (1.0, 0.0, 1)
+    # both lookups find the same owners, by key, for the end points asked only
+    points = [
+        (REGTEST_CHAIN, CHAINS[REGTEST_CHAIN].parse(HOT), HOT),
+        (SIM, bytes.fromhex(E_HOT[2:]), CHAINS[SIM].show(bytes.fromhex(E_HOT[2:]))),
+        (REGTEST_CHAIN, CHAINS[REGTEST_CHAIN].parse(INNOCENT), INNOCENT),
+        (SIM, b"\x01" * 20, evm_address(0x01)),
+    ]
+    want = {(REGTEST_CHAIN, CHAINS[REGTEST_CHAIN].parse(HOT)): EX, (SIM, bytes.fromhex(E_HOT[2:])): EX}
+    for how in ("table", "map"):
+        lookup = _entity_owners(tmp_path / how, how)
+        assert lookup(points) == want and lookup([]) == {}
+
+
+def test_entity_level_truth_errors_are_corrupt_data(tmp_path: Path) -> None:
+    # one cash-out address given to two owners; a truth address the lookup finds that does not parse
+    cash = [
+        _cashout(1, 0, REGTEST_CHAIN, "BTC", DEP, 1, EX),
+        _cashout(1, 0, REGTEST_CHAIN, "BTC", DEP, 1, EY),
+    ]
+    with pytest.raises(CorruptData, match="has two owners, 10 and 11"):
+        score_tracing([_op(1, "peel_chain")], [], cash, [])
+    good = CHAINS[SIM].show(bytes.fromhex(E_HOT[2:]))
+    bad = good[:2] + good[2:].swapcase()  # mixed case with a wrong EIP-55 checksum
+    w = TruthWriter(tmp_path / "truth")
+    w.add("actors", EX, "Ex", "exchange", "service", False)
+    w.add("addresses", REGTEST_CHAIN, good, EX, "hot")  # an EVM text under regtest: skipped, not parsed
+    w.add("addresses", SIM, bad, EX, "hot")
+    w.close()
+    lookup = owners_from_table(load_truth(tmp_path).table("addresses"))
+    with pytest.raises(CorruptData, match="is not a sim-ethereum address"):
+        lookup([(SIM, bytes.fromhex(E_HOT[2:]), good)])
 
 
 def test_tracing_truth_errors_are_corrupt_data() -> None:
@@ -475,9 +645,8 @@ def _write_truth(out: Path, t: dict[str, Tx], addr: dict[str, str]) -> None:
     (out / "truth" / "manifest.json").write_text(json.dumps({"scenario": "test-world", "seed": 1}))
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("evaluate")
+def _make_world(root: Path, labelled: str) -> World:
+    """The regtest world in a clustered store, with the exchange's label on address ``labelled``."""
     b, t = _build_chain()
     addr = {n: btc_address(n) for n in NAMES}
     store = root / "world.duckdb"
@@ -487,11 +656,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     ends = np.cumsum([len(r) for r in raws]).astype(np.int64)
     starts = np.r_[0, ends[:-1]].astype(np.int64)
     write_blocks(con, decode_blocks(buf, starts, ends, REGTEST), "test")
-    add_label(con, REGTEST_CHAIN, addr["E1"], "SimExchange", "exchange", is_cluster_definer=True)
+    add_label(con, REGTEST_CHAIN, addr[labelled], "SimExchange", "exchange", is_cluster_definer=True)
     engine.cluster(con, ClusterConfig(), [REGTEST_CHAIN])
     con.close()
     _write_truth(root / "sim", t, addr)
     return World(store, root / "sim", t, addr)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return _make_world(tmp_path_factory.mktemp("evaluate"), "E1")
+
+
+@pytest.fixture(scope="module")
+def swept_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The same world with only the exchange's hot wallet H labelled: the cluster {D, E1} is not known to
+    be the exchange's, so a trace runs through the deposit address D and the sweep into H."""
+    return _make_world(tmp_path_factory.mktemp("evaluate-swept"), "H")
 
 
 def _evaluate(w: World, policy: str = "haircut", hops: int = 30) -> dict[str, Any]:
@@ -558,16 +739,18 @@ def test_end_to_end_tracing(world: World) -> None:
             "asset": "BTC",
             "expected": 15 * COIN,
             "recovered": 15 * COIN,
+            "entity_recovered": 15 * COIN,  # held at D, the exchange's
             "traced": 20 * COIN,
             "false_endpoint_value": 5 * COIN - 20_000,
             "share": 1.0,
+            "entity_share": 1.0,
             "false_endpoint_share": (5 * COIN - 20_000) / (20 * COIN),
         }
     ]
     assert op1["false_endpoint_sample"] == [
         {"chain": REGTEST_CHAIN, "address": world.addr["G"], "tainted_amount": 5 * COIN - 20_000}
     ]
-    assert (op1["share"], op1["false_endpoints"]) == (1.0, 1)
+    assert (op1["share"], op1["entity_share"], op1["false_endpoints"]) == (1.0, 1.0, 1)
     op2 = tr["operations"][1]
     assert (op2["operation_id"], op2["legs"], op2["failed_legs"], op2["share"]) == (2, 0, 1, None)
     assert tr["failed"] == [
@@ -580,7 +763,7 @@ def test_end_to_end_tracing(world: World) -> None:
         }
     ]
     assert (tr["policy"], tr["hops"], tr["seeds"]) == ("haircut", 30, 2)
-    assert tr["overall"]["share"] == 1.0 and tr["overall"]["operations"] == 1
+    assert tr["overall"]["share"] == tr["overall"]["entity_share"] == 1.0 and tr["overall"]["operations"] == 1
     assert set(tr["typologies"]) == {"scam"}
     assert r["detection"] is None
     assert r["truth"] == {
@@ -606,10 +789,41 @@ def test_end_to_end_tracing(world: World) -> None:
     ]
 
 
+def test_end_to_end_sweep_into_the_hot_wallet(swept_world: World) -> None:
+    # the trace passes the deposit address D (15 BTC received: share 1.0) and follows the sweep into the
+    # labelled hot wallet H, where it ends: an end point of the right exchange, so no false end point; the
+    # exchange's hot wallet holds the 15 BTC less the haircut's part of the sweep's fee
+    w = swept_world
+    r = _evaluate(w)
+    op1 = r["tracing"]["operations"][0]
+    con = connect(w.store, read_only=True)
+    try:
+        seed = f"{w.txs['scam'].txid.hex()}:0"
+        req = TraceRequest(chain=REGTEST_CHAIN, seed=seed, policy="haircut", limits=Limits(hops=30))
+        ends = {p["address"]: int(p["tainted_amount"]) for p in trace(con, req, w.store)["endpoints"]}
+    finally:
+        con.close()
+    fee_taint = 15 * COIN * 30_000 // (65 * COIN)  # D's 15 of the sweep's 65 BTC in, 30,000 sat fee
+    assert ends[w.addr["H"]] in (15 * COIN - fee_taint, 15 * COIN - fee_taint - 1)
+    a = op1["amounts"][0]
+    assert (a["expected"], a["recovered"], a["entity_recovered"]) == (15 * COIN, 15 * COIN, ends[w.addr["H"]])
+    assert (op1["share"], op1["entity_share"]) == (1.0, ends[w.addr["H"]] / (15 * COIN))
+    assert op1["false_endpoints"] == 1  # G only (H counted as false before the entity-level measure)
+    assert op1["false_endpoint_sample"] == [
+        {"chain": REGTEST_CHAIN, "address": w.addr["G"], "tainted_amount": 5 * COIN - 20_000}
+    ]
+    assert a["false_endpoint_value"] == 5 * COIN - 20_000
+    t = run("evaluate", "--truth", str(w.out), db=w.store)
+    assert t.returncode == 0, t.stderr
+    assert "entity share" in t.stdout
+    assert f"{ends[w.addr['H']]:,}" in t.stdout  # at cash-out owners, in the traced-value table
+
+
 def test_end_to_end_hop_limit(world: World) -> None:
     # one hop: the value stops at the layer address L1 (an address of the operation, not a false end point)
     op1 = _evaluate(world, hops=1)["tracing"]["operations"][0]
     assert (op1["share"], op1["false_endpoints"], op1["false_endpoint_share"]) == (0.0, 0, 0.0)
+    assert op1["entity_share"] == 0.0  # L1 is the scammer's, not the exchange's
     assert op1["amounts"][0]["traced"] == 20 * COIN and op1["amounts"][0]["recovered"] == 0
 
 

@@ -16,9 +16,9 @@ divide by)::
 
     SCORE = {"addresses", "entities", "clusters", "truth_pairs", "predicted_pairs", "true_pairs",
              "precision", "recall", "f1"}
-    AGG   = {"operations", "legs", "share", "false_endpoints", "false_endpoint_share",
-             "amounts": [{"chain", "asset", "expected", "recovered", "traced", "false_endpoint_value",
-                          "share", "false_endpoint_share"}]}
+    AGG   = {"operations", "legs", "share", "entity_share", "false_endpoints", "false_endpoint_share",
+             "amounts": [{"chain", "asset", "expected", "recovered", "entity_recovered", "traced",
+                          "false_endpoint_value", "share", "entity_share", "false_endpoint_share"}]}
     DET   = {"operations", "detected", "alerts", "true_alerts", "precision", "recall", "f1"}
 """
 
@@ -138,13 +138,22 @@ def _agg_row(name: str, a: JSON) -> list[str]:
         f"{a['operations']:,}",
         f"{a['legs']:,}",
         _r(a["share"]),
+        _r(a["entity_share"]),
         f"{a['false_endpoints']:,}",
         _r(a["false_endpoint_share"]),
     ]
 
 
 def _tracing(tr: JSON, console: Console) -> None:
-    cols = ["typology", "operations", "legs", "share to cash-outs", "false end points", "their share"]
+    cols = [
+        "typology",
+        "operations",
+        "legs",
+        "share to cash-outs",
+        "entity share",
+        "false end points",
+        "their share",
+    ]
     t = _table(f"Tracing ({tr['policy']}, {tr['hops']} hops, {tr['seeds']:,} seeds)", cols)
     for name, a in tr["typologies"].items():
         t.add_row(*_agg_row(name, a))
@@ -152,20 +161,34 @@ def _tracing(tr: JSON, console: Console) -> None:
     console.print(t)
     amounts = tr["overall"]["amounts"]
     if amounts:
-        cols = ["chain", "asset", "expected", "recovered", "traced", "at false end points"]
+        cols = [
+            "chain",
+            "asset",
+            "expected",
+            "recovered",
+            "at cash-out owners",
+            "traced",
+            "at false end points",
+        ]
         a = _table("Traced value (base units)", cols, right_from=2)
+        keys = ("expected", "recovered", "entity_recovered", "traced", "false_endpoint_value")
         for x in amounts:
-            a.add_row(
-                x["chain"],
-                x["asset"],
-                *(f"{x[k]:,}" for k in ("expected", "recovered", "traced", "false_endpoint_value")),
-            )
+            a.add_row(x["chain"], x["asset"], *(f"{x[k]:,}" for k in keys))
         console.print(a)
     ops = sorted(
         tr["operations"], key=lambda o: (o["share"] is not None, o["share"] or 0.0, o["operation_id"])
     )
     if ops:
-        cols = ["operation", "typology", "case", "legs", "share", "false end points", "their share"]
+        cols = [
+            "operation",
+            "typology",
+            "case",
+            "legs",
+            "share",
+            "entity share",
+            "false end points",
+            "their share",
+        ]
         o = _table("Operations (lowest share first)", cols, right_from=3)
         for op in ops[:OPERATIONS_SHOWN]:
             o.add_row(
@@ -174,6 +197,7 @@ def _tracing(tr: JSON, console: Console) -> None:
                 op["case"] or "-",
                 f"{op['legs']}" + (f" ({op['failed_legs']} failed)" if op["failed_legs"] else ""),
                 _r(op["share"]),
+                _r(op["entity_share"]),
                 f"{op['false_endpoints']:,}",
                 _r(op["false_endpoint_share"]),
             )

@@ -13,6 +13,7 @@ import duckdb
 from fundtrail.errors import InvalidInput
 from fundtrail.evaluation import inputs, report
 from fundtrail.evaluation.clustering import score_store
+from fundtrail.evaluation.owners import owners_from_map
 from fundtrail.evaluation.trace_runs import DEFAULT_HOPS, DEFAULT_POLICY, run_traces
 from fundtrail.evaluation.tracing import score_tracing
 from fundtrail.simulate.truth import Truth
@@ -55,12 +56,16 @@ def evaluate(
     ``progress(done, total)`` is called after each trace."""
     check_options(policy, hops)
     actors = inputs.actors(truth)
-    owned = inputs.owned_addresses(truth, actors)
+    owned = inputs.owned_addresses(truth, actors)  # built for clustering; reused for the trace end points
     seeds = truth.rows("seeds")
     clustering = score_store(con, owned, actors)
     traces = run_traces(con, seeds, policy, hops, db_path, progress)
     tracing = score_tracing(
-        truth.rows("operations"), truth.rows("operation_addresses"), truth.rows("cashouts"), traces
+        truth.rows("operations"),
+        truth.rows("operation_addresses"),
+        truth.rows("cashouts"),
+        traces,
+        owners_from_map(owned),
     )
     notes = [detection_unavailable(con)]
     return report.build(truth, clustering, tracing, None, notes, policy, hops, len(seeds))

@@ -10,9 +10,17 @@ is :func:`fundtrail.evaluation.trace_runs.run_traces`.
 - **recovered** = Σ over the leg's true cash-out points of min(taint that reached the address, the truth's
   amount there); **share** = recovered / Σ the truth's amounts. A cash-out point is matched on the leg's
   chain and asset: a cash-out in another asset (after a swap) is expected and never recovered.
+- **entity recovered** = Σ over the leg's cash-out owners A (the cash-out points' ``actor_id``: the
+  exchange, OTC desk ... where a freezing request goes) of min(T_A, E_A), where E_A = Σ the truth's amounts
+  at A's cash-out points of the leg (chain and asset matched as above) and T_A = Σ the taint held at the
+  trace's *end points* owned by A (the truth's ``addresses``, compared by key, looked up for the end points
+  only: :mod:`fundtrail.evaluation.owners`); **entity_share** = entity recovered / Σ the truth's amounts.
+  A trace that passes an exchange's deposit address and ends in its hot wallet (the exchange swept the
+  deposit), or ends at any other address of the right exchange, scores here even where ``share`` cannot.
 - **false end points**: end points holding taint (the fee sink and outputs without an address aside) that
-  are neither a cash-out point of the operation nor an address of the operation
-  (``operation_addresses``); their count, and the share of the traced value they hold.
+  are neither a cash-out point of the operation, nor an address of the operation (``operation_addresses``),
+  nor an address owned by one of the operation's cash-out owners (the latter are entity-level hits: the
+  money ended at the right exchange); their count, and the share of the traced value they hold.
 
 Aggregates (per operation, per typology, overall) keep exact amounts per (chain, asset); a share is the
 value-weighted one within an asset, and when value of several assets is aggregated, the mean of the
@@ -28,6 +36,7 @@ from typing import Any
 from fundtrail.errors import CorruptData, InvalidInput
 from fundtrail.evaluation.inputs import amount, required
 from fundtrail.evaluation.keys import address_key, address_key_or_none
+from fundtrail.evaluation.owners import EndPoint, Owned, Owners
 
 JSON = dict[str, Any]
 Row = Mapping[str, Any]
@@ -52,6 +61,7 @@ class LegTrace:
 class _Amounts:
     expected: int = 0
     recovered: int = 0
+    entity_recovered: int = 0
     traced: int = 0
     false_value: int = 0
 
@@ -71,12 +81,17 @@ class Aggregate:
             mine = self.amounts.setdefault(k, _Amounts())
             mine.expected += a.expected
             mine.recovered += a.recovered
+            mine.entity_recovered += a.entity_recovered
             mine.traced += a.traced
             mine.false_value += a.false_value
 
     @property
     def share(self) -> float | None:
         return _mean([_ratio(a.recovered, a.expected) for a in self.amounts.values()])
+
+    @property
+    def entity_share(self) -> float | None:
+        return _mean([_ratio(a.entity_recovered, a.expected) for a in self.amounts.values()])
 
     @property
     def false_endpoint_share(self) -> float | None:
@@ -87,6 +102,7 @@ class Aggregate:
             "operations": self.operations,
             "legs": self.legs,
             "share": self.share,
+            "entity_share": self.entity_share,
             "false_endpoints": self.false_endpoints,
             "false_endpoint_share": self.false_endpoint_share,
             "amounts": [
@@ -95,9 +111,11 @@ class Aggregate:
                     "asset": asset,
                     "expected": a.expected,
                     "recovered": a.recovered,
+                    "entity_recovered": a.entity_recovered,
                     "traced": a.traced,
                     "false_endpoint_value": a.false_value,
                     "share": _ratio(a.recovered, a.expected),
+                    "entity_share": _ratio(a.entity_recovered, a.expected),
                     "false_endpoint_share": _ratio(a.false_value, a.traced),
                 }
                 for (chain, asset), a in sorted(self.amounts.items())
@@ -170,14 +188,19 @@ def score_tracing(
     operation_addresses: Sequence[Row],
     cashouts: Sequence[Row],
     traces: Iterable[LegTrace],
+    owners: Owners | None = None,
 ) -> TracingResult:
-    """Score what the traces found against the truth's cash-outs (the module docstring's definitions)."""
+    """Score what the traces found against the truth's cash-outs (the module docstring's definitions).
+    ``owners`` says who owns the trace's end points (:func:`fundtrail.evaluation.owners.owners_from_table`
+    or ``owners_from_map``); without it only the cash-out points' own owners (``cashouts.actor_id``) are
+    known, so an end point elsewhere never counts for the entity-level score."""
     per_op: dict[int, OperationScore] = {}
     for r in operations:
         required(r, "operations", "operation_id", "typology")
         op = int(r["operation_id"])
         per_op[op] = OperationScore(op, str(r["typology"]), r.get("case"), Aggregate())
-    involved, points = _truth_points(operation_addresses, cashouts)
+    truth = _truth_points(operation_addresses, cashouts)
+    points = truth.amounts
     units: dict[Unit, list[LegTrace]] = {}  # the traces of one (operation, leg, chain, asset), merged
     for t in traces:
         units.setdefault((t.operation_id, t.leg, t.chain, t.asset), []).append(t)
@@ -198,7 +221,7 @@ def score_tracing(
         per_op[o].failed_legs += 1
     legs = {u[:2] for u in units}
     scored = {u: ts for u, ts in units.items() if u[:2] not in failed_legs}
-    false_points = _found(scored, points, involved, per_op)
+    false_points = _found(scored, truth, owners, per_op)
     elsewhere = _expected(scored, points, per_op)
     for o, fp in false_points.items():
         per_op[o].score.false_endpoints = len(fp)
@@ -234,50 +257,92 @@ def score_tracing(
 
 Unit = tuple[int, int, str, str]  # (operation, leg, chain, asset)
 Points = dict[tuple[int, int], dict[tuple[str, str, bytes], int]]  # leg -> (chain, asset, key) -> amount
+Ends = dict[bytes, tuple[str, int]]  # end point key -> (text, taint held there)
 
 
-def _truth_points(
-    operation_addresses: Sequence[Row], cashouts: Sequence[Row]
-) -> tuple[dict[int, set[tuple[str, bytes]]], Points]:
-    """(operation -> its own and cash-out addresses, leg -> cash-out point -> the truth's amount)."""
-    involved: dict[int, set[tuple[str, bytes]]] = {}
+@dataclass
+class _Truth:
+    involved: dict[int, set[tuple[str, bytes]]]  # operation -> its own and its cash-out addresses
+    amounts: Points
+    owner: Owned  # cash-out address -> its owner (cashouts.actor_id)
+    owners: dict[int, set[int]]  # operation -> its cash-out owners
+
+
+def _truth_points(operation_addresses: Sequence[Row], cashouts: Sequence[Row]) -> _Truth:
+    """The operations' addresses and cash-out points (with their amounts and owners)."""
+    t = _Truth({}, {}, {}, {})
     for r in operation_addresses:
         required(r, "operation_addresses", "operation_id", "chain", "address")
         c = str(r["chain"])
-        involved.setdefault(int(r["operation_id"]), set()).add((c, _key(c, str(r["address"]), "operation")))
-    points: Points = {}
+        t.involved.setdefault(int(r["operation_id"]), set()).add((c, _key(c, str(r["address"]), "operation")))
     for r in cashouts:
-        required(r, "cashouts", "operation_id", "leg", "chain", "asset", "address")
-        op, c = int(r["operation_id"]), str(r["chain"])
+        required(r, "cashouts", "operation_id", "leg", "chain", "asset", "address", "actor_id")
+        op, c, actor = int(r["operation_id"]), str(r["chain"]), int(r["actor_id"])
         k = _key(c, str(r["address"]), "cash-out")
-        involved.setdefault(op, set()).add((c, k))
-        leg = points.setdefault((op, int(r["leg"])), {})
+        t.involved.setdefault(op, set()).add((c, k))
+        prev = t.owner.setdefault((c, k), actor)
+        if prev != actor:
+            raise CorruptData(
+                f"the truth's cash-out address {r['address']} ({c}) has two owners, {prev} and {actor}",
+                "re-run `fundtrail simulate`",
+            )
+        t.owners.setdefault(op, set()).add(actor)
+        leg = t.amounts.setdefault((op, int(r["leg"])), {})
         p = (c, str(r["asset"]), k)
         leg[p] = leg.get(p, 0) + amount(r, "cashouts")
-    return involved, points
+    return t
+
+
+def _end_owners(ends: Mapping[Unit, Ends], truth: _Truth, owners: Owners | None) -> Owned:
+    """(chain, key) -> owner of every end point holding taint that has one: a cash-out point's owner from
+    the cash-outs, any other end point's from ``owners`` (asked once, for the end points only)."""
+    known: Owned = dict(truth.owner)
+    if owners is None:
+        return known
+    wanted: dict[tuple[str, bytes], EndPoint] = {}
+    for (_, _, chain, _), pts in ends.items():
+        for k, (text, v) in pts.items():
+            if v > 0 and (chain, k) not in known:
+                wanted.setdefault((chain, k), (chain, k, text))
+    if wanted:
+        for ck, actor in owners(list(wanted.values())).items():
+            known.setdefault(ck, actor)
+    return known
 
 
 def _found(
     units: Mapping[Unit, list[LegTrace]],
-    points: Points,
-    involved: Mapping[int, set[tuple[str, bytes]]],
+    truth: _Truth,
+    owners: Owners | None,
     per_op: Mapping[int, OperationScore],
 ) -> dict[int, dict[tuple[str, bytes], tuple[str, int]]]:
-    """Add traced, recovered and false end-point value per operation; return the false end points."""
+    """Add traced, recovered (address and entity level) and false end-point value per operation; return
+    the false end points."""
+    ends = {u: _merged_text(u[2], (t.endpoints for t in ts)) for u, ts in units.items()}
+    owner = _end_owners(ends, truth, owners)
     false_points: dict[int, dict[tuple[str, bytes], tuple[str, int]]] = {}
     for (o, g, chain, asset), ts in units.items():
         a = per_op[o].score.amounts.setdefault((chain, asset), _Amounts())
         a.traced += sum(t.traced for t in ts)
         received = _merged(chain, (t.received for t in ts))
-        for (c, asset_c, k), v in points.get((o, g), {}).items():
+        expected_at: dict[int, int] = {}  # E_A: the leg's cash-out amounts per owner
+        for (c, asset_c, k), v in truth.amounts.get((o, g), {}).items():
             if c == chain and _same_asset(asset_c, asset):
                 a.recovered += min(received.get(k, 0), v)
-        own = involved.get(o, set())
-        for k, (text, v) in _merged_text(chain, (t.endpoints for t in ts)).items():
-            if (chain, k) not in own and v > 0:
+                expected_at[truth.owner[c, k]] = expected_at.get(truth.owner[c, k], 0) + v
+        held_by: dict[int, int] = {}  # T_A: taint held at end points per owner
+        own, hits = truth.involved.get(o, set()), truth.owners.get(o, set())
+        for k, (text, v) in ends[o, g, chain, asset].items():
+            if v <= 0:
+                continue
+            actor = owner.get((chain, k))
+            if actor is not None:
+                held_by[actor] = held_by.get(actor, 0) + v
+            if (chain, k) not in own and actor not in hits:
                 a.false_value += v
                 fp = false_points.setdefault(o, {})
                 fp[chain, k] = (text, fp.get((chain, k), (text, 0))[1] + v)
+        a.entity_recovered += sum(min(held_by.get(x, 0), e) for x, e in expected_at.items())
     return false_points
 
 
@@ -308,7 +373,7 @@ def _merged(chain: str, parts: Iterable[Mapping[str, int]]) -> dict[bytes, int]:
     return {k: v for k, (_, v) in _merged_text(chain, parts).items()}
 
 
-def _merged_text(chain: str, parts: Iterable[Mapping[str, int]]) -> dict[bytes, tuple[str, int]]:
+def _merged_text(chain: str, parts: Iterable[Mapping[str, int]]) -> Ends:
     """Address -> (text as first given, summed amount), addresses compared by key; pseudo-addresses such
     as ``(fees)`` and anything that does not parse are left out."""
     out: dict[bytes, tuple[str, int]] = {}
@@ -324,7 +389,8 @@ def _merged_text(chain: str, parts: Iterable[Mapping[str, int]]) -> dict[bytes, 
 
 def traces_from_truth(seeds: Sequence[Row], cashouts: Sequence[Row]) -> list[LegTrace]:
     """The traces a perfect tracer would return: every seed's value reaching exactly its leg's cash-out
-    points (of its chain and asset) and ending there (with the first seed of a leg, when it has several)."""
+    points (of its chain and asset) and ending there (with the first seed of a leg, when it has several):
+    it scores 1.0 on ``share`` and ``entity_share`` with no false end point."""
     by_leg: dict[tuple[int, int, str], list[Row]] = {}
     for c in cashouts:
         required(c, "cashouts", "operation_id", "leg", "chain", "asset", "address")
