@@ -26,6 +26,7 @@ from fundtrail.cli import (
     trace,
     users,
 )
+from fundtrail.cli import serve as serve_cli
 from fundtrail.cli.state import state
 from fundtrail.errors import FundtrailError
 
@@ -52,6 +53,7 @@ app.command("screen")(screen.screen_command)
 app.command("exposure")(exposure.exposure_command)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("simulate")(simulate.simulate_command)
+app.command("serve")(serve_cli.serve_command)
 show.app.command("cluster")(cluster.show_cluster)
 
 
