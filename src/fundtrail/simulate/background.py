@@ -23,6 +23,7 @@ from fundtrail.simulate.utxo import Address, Insufficient, Payment, Wallet
 from fundtrail.simulate.world import ETH_USD, World, sat_to_usdt, usd_to_sat, usdt_to_sat
 
 SWEEP_MAX_INPUTS = 200
+CONSOLIDATE_ABOVE = 100  # coins a service wallet holds before it consolidates (a sweep per block at most)
 WITHDRAWAL_BATCH = 250  # outputs of one batched exchange withdrawal
 WITHDRAWAL_BATCHES = 4  # batches an exchange sends per block at most
 
@@ -275,6 +276,12 @@ class Economy:
             if w.rng.random() < 0.05 and m.btc.balance > 5 * 10**8:
                 ex = self.exchange()
                 btc.pay(m.btc, [(ex.deposits, self.deposit_address(ex, m), m.btc.balance * 8 // 10)])
+        services = [self.p.bridge, *self.p.otc, *(m.actor for m in self.p.mixers)]
+        for i, svc in enumerate(services):  # services consolidate the coins their deposit addresses got
+            wal = svc.btc
+            if (tick + i) % self.sweep_every == 0 and len(wal.coins) > CONSOLIDATE_ABOVE:
+                assert wal.home is not None
+                btc.pay(wal, [(wal, wal.home, 0)], coins=wal.coins[:SWEEP_MAX_INPUTS], sweep=True)
         for mixer in self.p.mixers:
             due = [p for p in mixer.payouts if p[0] <= tick]
             if not due:

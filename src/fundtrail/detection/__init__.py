@@ -1,0 +1,1 @@
+"""Typology detectors, the alert queue and the learned scorer."""

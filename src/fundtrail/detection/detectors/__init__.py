@@ -1,0 +1,1 @@
+"""One module per detector; each exposes ``DETECTOR`` (see ``fundtrail.detection.base.Detector``)."""
