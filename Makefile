@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+WORLD ?= world
+CASE_KEY = $(WORLD)/cases/exchange-hack/answer_key.json
+# what the demo reads from the exchange-hack case (the theft's output, the true cash-out addresses)
+CASE_SEED = $$($(BIN)/python -c "import json;print(json.load(open('$(CASE_KEY)'))['seeds'][0]['seed'])")
+CASE_THIEF = $$($(BIN)/python -c "import json;print(next(a['address'] for a in json.load(open('$(CASE_KEY)'))['addresses'] if a['role'] == 'theft'))")
+CASE_CASHOUTS = $$($(BIN)/python -c "import json;print(*sorted({c['address'] for c in json.load(open('$(CASE_KEY)'))['cashouts']}))")
+
 demo: $(STAMP)
+	$(BIN)/fundtrail simulate --scenario small --seed 1 --out $(WORLD) --force
 	$(BIN)/fundtrail --db $(DB) ingest bitcoin-blocks \
 	    $(DATA)/bitcoin/bitcoinj-blocks/first-100k-blocks.dat \
 	    $(DATA)/bitcoin/bitcoinj-blocks/block169482.dat \
@@ -25,31 +33,34 @@ demo: $(STAMP)
 	    $(DATA)/bitcoin/bitcoinj-blocks/block4*.dat \
 	    $(DATA)/bitcoin/bitcoin-s-blocks/000000000000000000050f70113ab1932c195442cb49bcc4ee4d7f426c8a3295.txt \
 	    $(DATA)/bitcoin/bitcoin-s-blocks/00000000000000000008513c860373da0484f065983aeb063ebf81c172e81d48.txt
+	$(BIN)/fundtrail --db $(DB) ingest bitcoin-blocks --network regtest $(WORLD)/bitcoin/blk*.dat
 	$(BIN)/fundtrail --db $(DB) ingest ethereum-etl \
 	    --blocks $(DATA)/ethereum-etl/test_stream/blocks_17173049_17173050/expected_blocks.json \
 	    --transactions $(DATA)/ethereum-etl/test_stream/blocks_17173049_17173050/expected_transactions.json \
 	    --logs $(DATA)/ethereum-etl/test_stream/blocks_17173049_17173050/expected_logs.json
+	$(BIN)/fundtrail --db $(DB) ingest ethereum-etl --chain sim-ethereum --blocks $(WORLD)/ethereum/blocks.csv \
+	    --transactions $(WORLD)/ethereum/transactions.csv --token-transfers $(WORLD)/ethereum/token_transfers.csv
 	$(BIN)/fundtrail --db $(DB) summary
-	$(BIN)/fundtrail --db $(DB) show block 170
 	$(BIN)/fundtrail --db $(DB) show tx f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16
-	$(BIN)/fundtrail --db $(DB) show address 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa
-	$(BIN)/fundtrail --db $(DB) show tx --chain ethereum \
-	    0xeb107a40ba73a50c79a9f2026e902d758d1c5e5e211f7a7db1b294f88f118dd0
 	$(BIN)/fundtrail --db $(DB) show address --chain ethereum 0xb9d7934878b5fb9610b3fe8a5e441e8fad7e293f
 	$(BIN)/fundtrail --db $(DB) labels import ofac-list $(DATA)/labels/ofac-sanctioned \
 	    --entities $(DATA)/labels/ofac-sanctioned-entities/sanctioned-addresses.json
 	$(BIN)/fundtrail --db $(DB) labels import tagpack $(DATA)/labels/graphsense-tagpacks/packs
-	$(BIN)/fundtrail --db $(DB) labels list --category sanctioned --chain tron --limit 5
+	$(BIN)/fundtrail --db $(DB) labels import tagpack $(WORLD)/truth/labels.yaml
 	$(BIN)/fundtrail --db $(DB) cluster
-	$(BIN)/fundtrail --db $(DB) show cluster 14w8gyELsFkg3muiRs2Ptp5UYZHo6BaWX5
 	$(BIN)/fundtrail --db $(DB) explain-cluster 14w8gyELsFkg3muiRs2Ptp5UYZHo6BaWX5 1AcC14cC4V4kzppdHygQoGbcSMhDbdAT7A
-	$(BIN)/fundtrail --db $(DB) show address 1NDyJtNTjmwk5xPNhjgAMu4HDHigtobu1s
-	$(BIN)/fundtrail --db $(DB) trace --from 0437cd7f8525ceed2324359c2d0ba26006d92d856a9c20fa0241106ee5a597c9:0 --hops 5
 	$(BIN)/fundtrail --db $(DB) trace --from f4184fc596403b9d638783cf57adfe4c75c605f6356fbc91338530e9831e9e16:0 \
 	    --direction backward --policy fifo
-	$(BIN)/fundtrail --db $(DB) exposure --chain bitcoin
-	$(BIN)/fundtrail --db $(DB) screen 1NDyJtNTjmwk5xPNhjgAMu4HDHigtobu1s 12cbQLTFMXRnSzktFkuoG3eHoMeFtpTu3S
+	$(BIN)/fundtrail --db $(DB) exposure
 	$(BIN)/fundtrail --db $(DB) screen --chain tron TUCsTq7TofTCJRRoHk6RvhMoS2mJLm5Yzq
+	@echo "== training case exchange-hack: $$(head -1 $(WORLD)/cases/exchange-hack/briefing.md)"
+	@tail -n +3 $(WORLD)/cases/exchange-hack/briefing.md | head -1
+	$(BIN)/fundtrail --db $(DB) trace --chain bitcoin-regtest --from $(CASE_SEED) --hops 40 --by cluster
+	$(BIN)/fundtrail --db $(DB) labels add --chain bitcoin-regtest $(CASE_THIEF) --label "exchange-hack: thief" \
+	    --category hack --confidence 100
+	$(BIN)/fundtrail --db $(DB) exposure --chain bitcoin-regtest
+	$(BIN)/fundtrail --db $(DB) screen --chain bitcoin-regtest $(CASE_CASHOUTS)
+	$(BIN)/fundtrail --db $(DB) evaluate --truth $(WORLD)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
