@@ -329,7 +329,7 @@ def test_address_texts_match_bip_utils() -> None:
     hashes = rng.integers(0, 256, (500, 20), dtype=np.uint8)
     texts = p2wpkh_texts("bcrt", hashes).to_pylist()
     assert texts == [SegwitBech32Encoder.Encode("bcrt", 0, bytes(h)) for h in hashes]
-    legacy = p2pkh_texts(bytes([REGTEST.p2pkh_prefix]), [bytes(h) for h in hashes[:100]])
+    legacy = p2pkh_texts(bytes([REGTEST.p2pkh_prefix]), [bytes(h) for h in hashes[:100]]).to_pylist()
     assert legacy == [
         Base58Encoder.CheckEncode(bytes([REGTEST.p2pkh_prefix]) + bytes(h)) for h in hashes[:100]
     ]

@@ -4,13 +4,14 @@ with bip-utils."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from fundtrail.labels.codecs import _BECH32, _POLY, _hrp_state, base58check_encode
+from fundtrail.labels.codecs import _BECH32, _POLY, _hrp_state
 
 _CHARSET = np.frombuffer(_BECH32.encode(), np.uint8).copy()
 _GEN = np.array(_POLY, np.uint32)
@@ -63,5 +64,68 @@ def p2wpkh_texts(hrp: str, h160: np.ndarray[Any, Any]) -> pa.Array:
     return pa.StringArray.from_buffers(len(h160), offsets.buffers()[1], pa.py_buffer(joined.tobytes()))
 
 
-def p2pkh_texts(version: bytes, h160: list[bytes]) -> list[str]:
-    return [base58check_encode(version + h) for h in h160]
+_B58 = np.frombuffer(b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz", np.uint8).copy()
+
+
+_B58_5 = 58**5  # five base-58 digits per division: 32-bit limbs, 58^5 < 2^30
+
+
+@nb.njit(cache=True)
+def _base58_25(payload: Any, alphabet: Any) -> tuple[Any, Any]:  # pragma: no cover - compiled
+    """Base58 of 25-byte rows (version, hash160, checksum): characters and lengths (at most 35). The
+    200-bit number is held in seven 32-bit limbs (the top one of 8 bits) and divided by 58^5 at a time."""
+    n = payload.shape[0]
+    out = np.empty((n, 35), np.uint8)
+    lengths = np.empty(n, np.int64)
+    limbs = np.empty(7, np.int64)
+    digits = np.empty(40, np.uint8)
+    for i in range(n):
+        limbs[0] = payload[i, 0]
+        for j in range(6):
+            b = 1 + 4 * j
+            limbs[1 + j] = (
+                (np.int64(payload[i, b]) << 24) | (np.int64(payload[i, b + 1]) << 16)
+                | (np.int64(payload[i, b + 2]) << 8) | np.int64(payload[i, b + 3])
+            )  # fmt: skip
+        zeros = 0
+        while zeros < 25 and payload[i, zeros] == 0:
+            zeros += 1
+        k = 0
+        start = 0
+        while start < 7 and limbs[start] == 0:
+            start += 1
+        while start < 7:
+            rem = np.int64(0)
+            for j in range(start, 7):
+                acc = (rem << 32) | limbs[j]
+                limbs[j] = acc // 656356768
+                rem = acc % 656356768
+            for _ in range(5):
+                digits[k] = rem % 58
+                rem //= 58
+                k += 1
+            while start < 7 and limbs[start] == 0:
+                start += 1
+        while k > 0 and digits[k - 1] == 0:  # the last group's leading zeros are not digits
+            k -= 1
+        for j in range(zeros):
+            out[i, j] = alphabet[0]
+        for j in range(k):
+            out[i, zeros + j] = alphabet[digits[k - 1 - j]]
+        lengths[i] = zeros + k
+    return out, lengths
+
+
+def p2pkh_texts(version: bytes, h160: list[bytes]) -> pa.Array:
+    """Base58Check addresses of ``version`` + each 20-byte hash, as an Arrow string array (checksums by
+    hashlib, the base conversion compiled)."""
+    if not h160:
+        return pa.array([], pa.string())
+    sha = hashlib.sha256
+    rows = b"".join(p + sha(sha(p).digest()).digest()[:4] for p in (version + h for h in h160))
+    chars, lengths = _base58_25(np.frombuffer(rows, np.uint8).reshape(-1, 25), _B58)
+    mask = np.arange(35)[None, :] < lengths[:, None]
+    data = chars[mask].tobytes()
+    offsets = np.zeros(len(h160) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.StringArray.from_buffers(len(h160), pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))

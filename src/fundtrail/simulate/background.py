@@ -48,6 +48,7 @@ class Economy:
         self.bridge_orders: list[tuple[int, Actor, int]] = []  # due tick, user, USDT units
         self._cum = np.array(self.p.user_cum)
         self._drawn: list[int] = []
+        self._normals: list[float] = []
 
     # sampling ------------------------------------------------------------------------------------------
     def user(self) -> Actor:
@@ -58,15 +59,19 @@ class Economy:
             self._drawn = np.minimum(idx, len(p.users) - 1).tolist()
         return self.p.users[self._drawn.pop()]
 
+    def normal(self) -> float:
+        """A standard normal draw (drawn in bulk, 64k at a time)."""
+        if not self._normals:
+            self._normals = self.w.nprng.standard_normal(1 << 16).tolist()
+        return self._normals.pop()
+
     def sats(self) -> int:
         a = self.amount
-        return max(10_000, int(a["median"] * 1e8 * math.exp(a["sigma"] * self.w.rng.gauss(0.0, 1.0))))
+        return max(10_000, int(a["median"] * 1e8 * math.exp(a["sigma"] * self.normal())))
 
     def usdt(self) -> int:
         a = self.amount_usdt
-        return max(
-            USDT_UNIT, int(a["median"] * USDT_UNIT * math.exp(a["sigma"] * self.w.rng.gauss(0.0, 1.0)))
-        )
+        return max(USDT_UNIT, int(a["median"] * USDT_UNIT * math.exp(a["sigma"] * self.normal())))
 
     def exchange(self) -> Exchange:
         return self.w.rng.choice(self.p.exchanges)

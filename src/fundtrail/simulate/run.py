@@ -215,7 +215,8 @@ def _manifest(
     files = {}
     for f in sorted(root.rglob("*")):
         if f.is_file() and f.name != "manifest.json":
-            files[str(f.relative_to(root))] = hashlib.sha256(f.read_bytes()).hexdigest()
+            with f.open("rb") as fh:  # streamed: the large world's exports are gigabytes
+                files[str(f.relative_to(root))] = hashlib.file_digest(fh, "sha256").hexdigest()
     return {
         "fundtrail": __version__,
         "scenario": scenario.name,

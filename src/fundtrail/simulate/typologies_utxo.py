@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from fundtrail.simulate.actors import Actor
 from fundtrail.simulate.background import Economy, coinjoin
 from fundtrail.simulate.ops import btc_tx, cash_out, criminal, fresh, hop, mule_deposit, proceeds
-from fundtrail.simulate.utxo import Coin, Insufficient, Payment
+from fundtrail.simulate.utxo import Coin, Payment
 from fundtrail.simulate.world import BTC_CHAIN, Op, World, usd_to_sat
+
+MAX_WAIT = 50  # times a hacker waits 6 blocks for a hot wallet worth robbing
+MIN_HOT_BALANCE = 8 * 10**8  # satoshi
 
 
 def peeling_chain(w: World, econ: Economy, case: str | None = None) -> Iterator[int]:
@@ -19,16 +22,19 @@ def peeling_chain(w: World, econ: Economy, case: str | None = None) -> Iterator[
     address, one hop every block or two, until little is left; the remainder is cashed out too."""
     rng = w.rng
     hacker = criminal(w, f"hacker-{len(w.ops)}", "hacker")
-    victim = rng.choice(w.pop.exchanges)
+    victim = None
+    for _ in range(MAX_WAIT):  # the hacker strikes when a hot wallet holds enough to be worth it
+        victim = max(w.pop.exchanges, key=lambda e: e.hot.balance)
+        if victim.hot.balance >= MIN_HOT_BALANCE:
+            break
+        yield 6
+    if victim is None or victim.hot.balance < MIN_HOT_BALANCE:
+        return
     op = w.new_op("peeling_chain", hacker, BTC_CHAIN, "BTC", "hot-wallet theft laundered by a peeling chain")
     op.case = case
     loot = min(victim.hot.balance // 4, usd_to_sat(rng.uniform(1_500_000, 4_000_000)))
     to = fresh(w, op, hacker, "theft")
-    try:
-        pay = w.btc.pay(victim.hot, [(hacker.btc, to, loot)], change=victim.hot.home)
-    except Insufficient:
-        w.ops.remove(op)
-        return
+    pay = w.btc.pay(victim.hot, [(hacker.btc, to, loot)], change=victim.hot.home)
     btc_tx(op, pay, "theft")
     op.amount = loot
     op.seeds.append((0, BTC_CHAIN, pay.outpoint(0), "BTC", loot))
