@@ -107,8 +107,19 @@ class DetectContext(Protocol):
         ``tx_hash`` (0x text), ``height``, ``time``, ``position``, ``kind``, ``asset`` (symbol or
         ``asset:<id>``), ``decimals``, ``from_id``, ``to_id``, ``amount`` (decimal128(38,0), exact)."""
 
+    prices: Mapping[str, float]  # USD per whole coin, by symbol (detection/prices.py)
+
     def address_text(self, address_id: int) -> str:
         """An address id as fundtrail shows it."""
+
+    def address_texts(self, ids: Iterable[int]) -> list[str]:
+        """Many address ids as fundtrail shows them (one query)."""
+
+    def categories(self) -> Mapping[int, str]:
+        """Every categorised address id -> its most specific risk/service category."""
+
+    def cluster_array(self) -> Any:
+        """Cluster id per address id (-1: none), a NumPy int64 array."""
 
     def service_category(self, address_id: int) -> str | None:
         """The attribution category of the address or its cluster when it is a labelled service or a
