@@ -784,7 +784,7 @@ def test_end_to_end_tracing(world: World) -> None:
         f"clustering: the store holds no {SIM} data: ingest it to score its clusters",
         "tracing: 1 seed(s) could not be traced (listed under tracing.failed)",
         "tracing: 1 operation(s) have no traced leg: left out of the aggregates",
-        "detection: not available: fundtrail has no detectors yet (the store has no alerts), so there is "
+        "detection: not available: the store has no alerts (run `fundtrail detect` first), so there is "
         "nothing to score per typology",
     ]
 

@@ -77,7 +77,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 def test_schema_version_5_has_the_platform_tables(world: World) -> None:
-    assert LATEST == 5
+    assert LATEST >= 5  # later migrations add tables of their own
     tables = {r[0] for r in world.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {
         "orgs",

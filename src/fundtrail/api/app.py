@@ -21,6 +21,7 @@ from fundtrail import __version__
 from fundtrail.api import (
     errors,
     routes_admin,
+    routes_alerts,
     routes_cases,
     routes_chain,
     routes_labels,
@@ -81,6 +82,7 @@ def create_app(db_path: Path, settings: ServiceSettings | None = None) -> FastAP
         routes_packages,
         routes_cases,
         routes_admin,
+        routes_alerts,
         routes_chain,  # last: its /v1/{chain}/... patterns must not shadow the fixed paths
     )
     for module in routers:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from fundtrail.cli import alerts as alerts_cli
 from fundtrail.cli import audit as audit_cli
 from fundtrail.cli import case as case_cli
 from fundtrail.cli import (
@@ -26,6 +27,8 @@ from fundtrail.cli import (
     trace,
     users,
 )
+from fundtrail.cli import detect as detect_cli
+from fundtrail.cli import model as model_cli
 from fundtrail.cli import serve as serve_cli
 from fundtrail.cli.state import state
 from fundtrail.errors import FundtrailError
@@ -45,6 +48,8 @@ app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(case_cli.app, name="case")
+app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(model_cli.app, name="model")
 app.command("summary")(show.summary)
 app.command("cluster")(cluster.cluster)
 app.command("explain-cluster")(cluster.explain_cluster)
@@ -52,6 +57,7 @@ app.command("trace")(trace.trace_command)
 app.command("screen")(screen.screen_command)
 app.command("exposure")(exposure.exposure_command)
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("detect")(detect_cli.detect_command)
 app.command("simulate")(simulate.simulate_command)
 app.command("serve")(serve_cli.serve_command)
 show.app.command("cluster")(cluster.show_cluster)

@@ -1,9 +1,10 @@
 """``fundtrail evaluate`` end to end: read a simulated world's truth, score the store's clusters, run and
-score a trace from every seed, and say whether detection can be scored; one JSON document back
-(:mod:`fundtrail.evaluation.report`)."""
+score a trace from every seed, and score the store's alerts per typology (when it has any); one JSON
+document back (:mod:`fundtrail.evaluation.report`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,11 @@ import duckdb
 from fundtrail.errors import InvalidInput
 from fundtrail.evaluation import inputs, report
 from fundtrail.evaluation.clustering import score_store
+from fundtrail.evaluation.detection import Alert, DetectionResult, score_detection
 from fundtrail.evaluation.owners import owners_from_map
 from fundtrail.evaluation.trace_runs import DEFAULT_HOPS, DEFAULT_POLICY, run_traces
 from fundtrail.evaluation.tracing import score_tracing
 from fundtrail.simulate.truth import Truth
-from fundtrail.store.db import scalar
 from fundtrail.tracing.model import POLICIES
 
 JSON = dict[str, Any]
@@ -31,17 +32,41 @@ def check_options(policy: str, hops: int) -> None:
 
 
 def detection_unavailable(con: duckdb.DuckDBPyConnection) -> str:
-    """Why detection cannot be scored on this store (alerts are written by detectors not built yet)."""
-    has_alerts = scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alerts'")
-    if has_alerts:
-        return (
-            "detection: not scored: the store has an alerts table this version of fundtrail cannot read "
-            "(upgrade fundtrail)"
-        )
+    """Why detection is not scored on this store: it holds no alerts."""
     return (
-        "detection: not available: fundtrail has no detectors yet (the store has no alerts), so there is "
+        "detection: not available: the store has no alerts (run `fundtrail detect` first), so there is "
         "nothing to score per typology"
     )
+
+
+def stored_alerts(con: duckdb.DuckDBPyConnection) -> list[Alert]:
+    """Every alert of the store (whatever its review status: the detectors are scored, not the
+    analysts), as the detection scorer reads them."""
+    rows = con.execute(
+        "SELECT detector, typology, chain, txids, addresses FROM alerts ORDER BY alert_id"
+    ).fetchall()
+    return [
+        Alert(str(det), str(typ), str(chain), tuple(json.loads(txids)), tuple(json.loads(addrs)))
+        for det, typ, chain, txids, addrs in rows
+    ]
+
+
+def score_alerts(con: duckdb.DuckDBPyConnection, truth: Truth) -> tuple[DetectionResult | None, list[str]]:
+    """The detection scores of the store's alerts against the truth, or None and a note saying why
+    there are none."""
+    alerts = stored_alerts(con)
+    if not alerts:
+        return None, [detection_unavailable(con)]
+    result = score_detection(
+        truth.rows("operations"), truth.rows("operation_txs"), truth.rows("operation_addresses"), alerts
+    )
+    detectors = sorted({a.detector for a in alerts})
+    note = (
+        f"detection: {len(alerts):,} stored alert(s) of {', '.join(detectors)} scored per typology "
+        "(every status; an alert is true when it shares a transaction or an address with an operation of "
+        "its typology)"
+    )
+    return result, [note]
 
 
 def evaluate(
@@ -67,5 +92,5 @@ def evaluate(
         traces,
         owners_from_map(owned),
     )
-    notes = [detection_unavailable(con)]
-    return report.build(truth, clustering, tracing, None, notes, policy, hops, len(seeds))
+    detection, notes = score_alerts(con, truth)
+    return report.build(truth, clustering, tracing, detection, notes, policy, hops, len(seeds))

@@ -198,6 +198,35 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 added_by VARCHAR NOT NULL, added_at TIMESTAMPTZ NOT NULL)""",
         ],
     ),
+    (
+        6,
+        "Detection: the alert queue, the audit of alert status changes, and detector runs",
+        [
+            # one row per alert; dedup_key is unique (enforced by the one writer, detection/engine.py);
+            # addresses, txids, entities and evidence are JSON text; amount is the exact decimal text of
+            # base units of ``asset`` (null: unknown); window_* and the runs are Unix seconds and run ids
+            """CREATE TABLE alerts (
+                alert_id BIGINT NOT NULL, dedup_key VARCHAR NOT NULL, detector VARCHAR NOT NULL,
+                typology VARCHAR NOT NULL, chain VARCHAR NOT NULL, severity VARCHAR NOT NULL,
+                score DOUBLE NOT NULL, addresses VARCHAR NOT NULL, txids VARCHAR NOT NULL,
+                entities VARCHAR NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL,
+                amount VARCHAR, asset VARCHAR, explanation VARCHAR NOT NULL, evidence VARCHAR NOT NULL,
+                status VARCHAR NOT NULL, status_reason VARCHAR, first_seen_run BIGINT NOT NULL,
+                last_seen_run BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL)""",
+            # every status change of an alert (its creation included: from_status null), in seq order
+            """CREATE TABLE alert_events (
+                alert_id BIGINT NOT NULL, seq INTEGER NOT NULL, user_id BIGINT, who VARCHAR NOT NULL,
+                changed_at TIMESTAMPTZ NOT NULL, from_status VARCHAR, to_status VARCHAR NOT NULL,
+                reason VARCHAR)""",
+            # chains, detectors, tips ({chain: height}) and counts are JSON text; since_height is the
+            # explicit --since (null: incremental, from each chain's last tip)
+            """CREATE TABLE detector_runs (
+                run_id BIGINT NOT NULL, started TIMESTAMPTZ NOT NULL, finished TIMESTAMPTZ NOT NULL,
+                chains VARCHAR NOT NULL, detectors VARCHAR NOT NULL, since_height BIGINT,
+                tips VARCHAR NOT NULL, counts VARCHAR NOT NULL, seconds DOUBLE NOT NULL)""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
