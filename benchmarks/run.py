@@ -20,6 +20,7 @@ sys.path.insert(0, str(REPO / "src"))  # run from a checkout even without the ed
 import bench_api  # noqa: E402
 import bench_cluster  # noqa: E402
 import bench_decode  # noqa: E402
+import bench_detect  # noqa: E402
 import bench_etl  # noqa: E402
 import bench_exposure  # noqa: E402
 import bench_ingest  # noqa: E402
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     ex = bench_exposure.run()
     ex.update(target=None, met=bool(ex["same_result"]), machine=mach)
     lines.append(ex)
+    for line in bench_detect.run(quick=args.quick):
+        line["machine"] = mach
+        lines.append(line)
     sim = bench_simulate.run(quick=args.quick)
     sim["machine"] = mach
     lines.append(sim)
