@@ -36,7 +36,7 @@ from fundtrail.simulate.etl_export import (
     TOKEN_GAS,
     TRANSFER_SELECTOR,
     EtlWriter,
-    _keccak256,
+    fast_keccak256,
 )
 from fundtrail.store import account_read, bitcoin_read
 from fundtrail.store.db import connect
@@ -437,7 +437,7 @@ def test_etl_files_are_ethereum_etl_shaped(export: tuple[EtlWriter, dict[str, st
 
 
 def test_fast_keccak_is_eth_hash_keccak() -> None:
-    k = _keccak256()
+    k = fast_keccak256()
     for n in (0, 1, 55, 88, 125, 135, 136, 137, 271, 272, 1000):
         data = bytes((i * 7 + n) & 0xFF for i in range(n))
         assert k(data) == keccak(data)

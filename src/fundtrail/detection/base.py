@@ -90,6 +90,51 @@ def severity_for(score: float) -> str:
     return "low"
 
 
+def merged_params(params: Iterable[Param], ctx: DetectContext) -> dict[str, Any]:
+    """A detector's parameter values: the defaults of ``params`` overridden by the user's (``ctx.params``)."""
+    return {x.name: x.default for x in params} | dict(ctx.params)
+
+
+def cluster_ids(ctx: DetectContext, address_ids: Iterable[int]) -> tuple[int, ...]:
+    """The distinct cluster ids of ``address_ids``, sorted (addresses without a cluster left out)."""
+    return tuple(sorted({c for c in (ctx.cluster_of(a) for a in address_ids) if c is not None}))
+
+
+def make_alert(
+    detector: str,
+    typology: str,
+    ctx: DetectContext,
+    *,
+    score: float,
+    addresses: Iterable[str],
+    txids: Iterable[str],
+    window: tuple[int, int],
+    amount: int | None,
+    asset: str | None,
+    explanation: str,
+    entities: tuple[int, ...],
+    evidence: Mapping[str, Any],
+) -> Alert:
+    """An :class:`Alert` on ``ctx``'s chain: the severity from the score's band, the score rounded to one
+    decimal."""
+    return Alert(
+        detector=detector,
+        typology=typology,
+        chain=ctx.chain,
+        severity=severity_for(score),
+        score=round(float(score), 1),
+        addresses=tuple(addresses),
+        txids=tuple(txids),
+        window_start=window[0],
+        window_end=window[1],
+        amount=amount,
+        asset=asset,
+        explanation=explanation,
+        entities=entities,
+        evidence=evidence,
+    )
+
+
 class DetectContext(Protocol):
     """What a detector reads (the engine's implementation: ``detection/context.py``)."""
 

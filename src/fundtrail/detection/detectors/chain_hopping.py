@@ -12,16 +12,8 @@ from typing import Any
 import numpy as np
 
 from fundtrail.chains.registry import chain as get_chain
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
-from fundtrail.detection.detectors.passthrough import (
-    I64,
-    AccountArrays,
-    account_arrays,
-    categories,
-    clusters,
-    param,
-    texts,
-)
+from fundtrail.detection.account_common import I64, AccountArrays, account_arrays
+from fundtrail.detection.base import Alert, DetectContext, Param, cluster_ids, make_alert, merged_params
 
 PARAMS = (
     Param("fresh_seconds", 3_600, "seconds", "an address first seen at most this long before it is fresh"),
@@ -48,10 +40,10 @@ class Payout:
 
 def payouts(ctx: DetectContext) -> tuple[AccountArrays, list[Payout]]:
     a = account_arrays(ctx)
-    p = {q.name: param(ctx, PARAMS, q.name) for q in PARAMS}
+    p = merged_params(PARAMS, ctx)
     if len(a.frm) == 0:
         return a, []
-    cats = categories(ctx)
+    cats = ctx.categories()
     kind = np.zeros(len(a.service), dtype=np.int8)  # 1 bridge, 2 defi
     for aid, cat in cats.items():
         if aid < len(kind) and cat in ("bridge", "defi"):
@@ -137,19 +129,17 @@ def _account_alert(ctx: DetectContext, a: AccountArrays, po: Payout) -> Alert:
     score = float(
         min(100.0, 55.0 + 8.0 * hops + 5.0 * len(cash) + min(10.0, np.log10(po.usd / 1_000 + 1) * 5))
     )
-    shown = texts(ctx, po.path)
+    shown = ctx.address_texts(po.path)
     t0, t1 = int(a.time[po.rows].min()), int(a.time[po.rows].max())
     what = "bridge payout" if po.source == "bridge" else "DEX swap output"
-    return Alert(
-        detector="chain_hopping",
-        typology="chain_hopping",
-        chain=ctx.chain,
-        severity=severity_for(score),
-        score=round(score, 1),
-        addresses=tuple(shown),
+    return make_alert(
+        "chain_hopping",
+        "chain_hopping",
+        ctx,
+        score=score,
+        addresses=shown,
         txids=a.hashes(po.rows),
-        window_start=t0,
-        window_end=t1,
+        window=(t0, t1),
         amount=amount,
         asset=asset,
         explanation=(
@@ -157,7 +147,7 @@ def _account_alert(ctx: DetectContext, a: AccountArrays, po: Payout) -> Alert:
             f"address {shown[0]}, went on through {hops} more fresh address(es) and reached "
             f"{len(cash)} exchange deposit(s) within {(t1 - t0) / 60:.0f} minutes"
         ),
-        entities=tuple(sorted({c for c in (ctx.cluster_of(x) for x in po.path) if c is not None})),
+        entities=cluster_ids(ctx, po.path),
         evidence={"source": po.source, "hops": hops, "cashouts": len(cash), "usd": round(po.usd, 2)},
     )
 
@@ -172,7 +162,7 @@ def _utxo(ctx: DetectContext) -> Iterator[Alert]:
     for (name,) in rows:
         if get_chain(str(name)).family == "bitcoin":
             continue
-        other = StoreContext(ctx.con, str(name), 0, ctx.params, getattr(ctx, "prices", None))
+        other = StoreContext(ctx.con, str(name), 0, ctx.params, ctx.prices)
         wanted += [po for po in payouts(other)[1] if po.source == "bridge"]
     if not wanted:
         return
@@ -182,12 +172,12 @@ def _utxo(ctx: DetectContext) -> Iterator[Alert]:
     usd_per_sat = (ctx.usd_value("BTC", 10**8) or 0.0) / 1e8
     out_tx = np.repeat(np.arange(len(v)), np.diff(v.out_off))
     out_time = v.time[out_tx]
-    cats = categories(ctx)
-    cl = clusters(ctx)
+    cats = ctx.categories()
+    cl = np.asarray(ctx.cluster_array(), dtype=np.int64)
     bridge_ids = [aid for aid, c in cats.items() if c == "bridge"]
     bridge_cl = {int(cl[b]) for b in bridge_ids if b < len(cl) and cl[b] >= 0}
-    tol, window = float(param(ctx, PARAMS, "value_tolerance")), int(param(ctx, PARAMS, "match_seconds"))
-    fee = float(param(ctx, PARAMS, "bridge_fee"))
+    p = merged_params(PARAMS, ctx)
+    tol, window, fee = float(p["value_tolerance"]), int(p["match_seconds"]), float(p["bridge_fee"])
     addr = v.out_addr
     in_bridge = np.isin(addr, bridge_ids)
     if bridge_cl and len(cl):
@@ -222,19 +212,17 @@ def _utxo_alert(ctx: DetectContext, v: Any, o: int, i: int, labelled: bool, po: 
         [ctx.chain, int(v.tx_id[i])],
     ).fetchone()
     ins = [int(x) for x in v.in_addr[v.in_off[i] : v.in_off[i + 1]] if x >= 0]
-    shown = texts(ctx, [int(v.out_addr[o]), *dict.fromkeys(ins)])
+    shown = ctx.address_texts([int(v.out_addr[o]), *dict.fromkeys(ins)])
     score = float(min(100.0, 60.0 + (15.0 if labelled else 0.0) + 5.0 * (len(po.path) - 1)))
     sats = int(v.out_value[o])
-    return Alert(
-        detector="chain_hopping",
-        typology="chain_hopping",
-        chain=ctx.chain,
-        severity=severity_for(score),
-        score=round(score, 1),
-        addresses=tuple(shown),
+    return make_alert(
+        "chain_hopping",
+        "chain_hopping",
+        ctx,
+        score=score,
+        addresses=shown,
         txids=(str(txid[0]),) if txid else (),
-        window_start=int(v.time[i]),
-        window_end=po.time,
+        window=(int(v.time[i]), po.time),
         amount=sats,
         asset="BTC",
         explanation=(
@@ -243,7 +231,7 @@ def _utxo_alert(ctx: DetectContext, v: Any, o: int, i: int, labelled: bool, po: 
             f"{(po.time - int(v.time[i])) / 60:.0f} minutes and by value, a bridge payout on another "
             f"chain that went through {len(po.path) - 1} fresh address(es) to an exchange"
         ),
-        entities=tuple(sorted({c for c in (ctx.cluster_of(x) for x in ins) if c is not None})),
+        entities=cluster_ids(ctx, ins),
         evidence={
             "labelled_bridge": labelled,
             "payout_usd": round(po.usd, 2),

@@ -15,14 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
-from fundtrail.detection.detectors.peeling_chain import (
-    BulkContext,
-    as_bulk,
-    since_mask,
-    spender_rows,
-    txid_texts,
-)
+from fundtrail.detection.base import Alert, DetectContext, Param, merged_params
+from fundtrail.detection.utxo_common import since_mask, spender_rows, txid_texts, utxo_alert
 from fundtrail.store.utxo_view import UtxoView
 
 
@@ -44,13 +38,10 @@ class Dusting:
     )
 
     def run(self, ctx: DetectContext) -> Iterator[Alert]:
-        yield from self._run(as_bulk(ctx))
-
-    def _run(self, ctx: BulkContext) -> Iterator[Alert]:
         view: UtxoView = ctx.utxo_view()
         if not len(view):
             return
-        p = {x.name: x.default for x in self.params} | dict(ctx.params)
+        p = merged_params(self.params, ctx)
         n_out = view.n_out
         out_tx = np.repeat(np.arange(len(view), dtype=np.int64), n_out)
         v = view.out_value
@@ -85,21 +76,20 @@ class Dusting:
             senders = [int(x) for x in view.in_addr[view.in_off[r] : view.in_off[r + 1]] if x >= 0]
             ids = list(dict.fromkeys([*senders, *targets.tolist()]))
             more = txid_texts(ctx, merged_rows) if len(merged_rows) else {}
-            txs = [texts[int(r)], *(more[int(m)] for m in merged_rows[np.argsort(view.tx_id[merged_rows])])]
+            tx_rows = [int(r), *(int(m) for m in merged_rows[np.argsort(view.tx_id[merged_rows])])]
             total = int(v[k].sum())
             t1 = int(view.time[merged_rows].max()) if len(merged_rows) else int(view.time[r])
-            yield Alert(
-                detector=self.name,
-                typology=self.typology,
-                chain=ctx.chain,
-                severity=severity_for(score),
-                score=round(float(score), 1),
-                addresses=tuple(ctx.address_texts(ids)),
-                txids=tuple(txs),
-                window_start=int(view.time[r]),
-                window_end=max(t1, int(view.time[r])),
+            yield utxo_alert(
+                self,
+                ctx,
+                view,
+                tx_rows,
+                {**more, int(r): texts[int(r)]},
+                score=score,
+                addresses=ctx.address_texts(ids),
+                entity_ids=ids,
+                window=(int(view.time[r]), max(t1, int(view.time[r]))),
                 amount=total,
-                asset="BTC",
                 explanation=(
                     f"One transaction paid {len(k)} dust outputs ({int(p['dust_limit_sat']) + 1}-"
                     f"{int(p['max_dust_sat'])} sat, {total:,} sat in all) to {len(targets)} addresses that "
@@ -107,7 +97,6 @@ class Dusting:
                     f"(in {len(merged_rows)} transactions), which links those coins' addresses for whoever "
                     f"sent the dust."
                 ),
-                entities=tuple(sorted({e for e in (ctx.cluster_of(x) for x in ids) if e is not None})),
                 evidence={
                     "dust_outputs": len(k),
                     "targets": len(targets),

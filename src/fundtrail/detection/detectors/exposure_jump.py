@@ -23,9 +23,9 @@ import numpy.typing as npt
 import pyarrow.compute as pc
 from numba import njit
 
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
+from fundtrail.detection.base import Alert, DetectContext, Param, make_alert, merged_params
 from fundtrail.detection.context import RISK_ORDER
-from fundtrail.detection.detectors.peeling_chain import BulkContext, as_bulk, category_codes, txid_texts
+from fundtrail.detection.utxo_common import category_codes, txid_texts
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -77,10 +77,7 @@ class ExposureJump:
     )
 
     def run(self, ctx: DetectContext) -> Iterator[Alert]:
-        yield from self._run(as_bulk(ctx))
-
-    def _run(self, ctx: BulkContext) -> Iterator[Alert]:
-        p = {x.name: x.default for x in self.params} | dict(ctx.params)
+        p = merged_params(self.params, ctx)
         cats = {c.strip() for c in str(p["categories"]).split(",") if c.strip()}
         if ctx.family == "bitcoin":
             yield from self._utxo(ctx, p, cats)
@@ -88,19 +85,19 @@ class ExposureJump:
             yield from self._account(ctx, p, cats)
 
     # shared ----------------------------------------------------------------------------------------------
-    def _entities(self, ctx: BulkContext, addr: I64) -> I64:
+    def _entities(self, ctx: DetectContext, addr: I64) -> I64:
         cl = np.asarray(ctx.cluster_array())
         ent = addr.copy()
         inside = (addr >= 0) & (addr < len(cl))
         ent[inside] = np.where(cl[addr[inside]] >= 0, cl[addr[inside]], addr[inside])
         return ent
 
-    def _categorised_entities(self, ctx: BulkContext) -> I64:
+    def _categorised_entities(self, ctx: DetectContext) -> I64:
         ids = np.fromiter(ctx.categories().keys(), np.int64)
         return np.unique(self._entities(ctx, ids)) if len(ids) else ids
 
     def _find(
-        self, ctx: BulkContext, p: dict[str, Any], ent: I64, t: I64, h: I64, val: F64, risky: F64
+        self, ctx: DetectContext, p: dict[str, Any], ent: I64, t: I64, h: I64, val: F64, risky: F64
     ) -> tuple[I64, F64, I64]:
         keep = ~np.isin(ent, self._categorised_entities(ctx))
         ent, t, h, val, risky = ent[keep], t[keep], h[keep], val[keep], risky[keep]
@@ -116,7 +113,7 @@ class ExposureJump:
         return idx, sums, np.flatnonzero(keep)[order]
 
     # UTXO -------------------------------------------------------------------------------------------------
-    def _utxo(self, ctx: BulkContext, p: dict[str, Any], cats: set[str]) -> Iterator[Alert]:
+    def _utxo(self, ctx: DetectContext, p: dict[str, Any], cats: set[str]) -> Iterator[Alert]:
         view = ctx.utxo_view()
         if not len(view):
             return
@@ -176,7 +173,7 @@ class ExposureJump:
             )  # fmt: skip
 
     # account ----------------------------------------------------------------------------------------------
-    def _account(self, ctx: BulkContext, p: dict[str, Any], cats: set[str]) -> Iterator[Alert]:
+    def _account(self, ctx: DetectContext, p: dict[str, Any], cats: set[str]) -> Iterator[Alert]:
         tr = ctx.transfers()
         if not tr.num_rows:
             return
@@ -216,22 +213,20 @@ class ExposureJump:
             )  # fmt: skip
 
     def _alert(
-        self, ctx: BulkContext, entity: int, history: int, share: float, txids: list[str],
+        self, ctx: DetectContext, entity: int, history: int, share: float, txids: list[str],
         addresses: list[str], sender_cats: list[str], t0: int, t1: int, amount: int | None,
         asset: str | None,
     ) -> Alert:  # fmt: skip
         score = min(100.0, 40.0 + 50.0 * share + (10.0 if "sanctioned" in sender_cats else 0.0))
         what = f"{amount:,} base units of {asset}" if amount is not None else "value in several assets"
-        return Alert(
-            detector=self.name,
-            typology=self.typology,
-            chain=ctx.chain,
-            severity=severity_for(score),
-            score=round(float(score), 1),
-            addresses=tuple(dict.fromkeys(addresses)),
-            txids=tuple(dict.fromkeys(txids)),
-            window_start=t0,
-            window_end=t1,
+        return make_alert(
+            self.name,
+            self.typology,
+            ctx,
+            score=score,
+            addresses=dict.fromkeys(addresses),
+            txids=dict.fromkeys(txids),
+            window=(t0, t1),
             amount=amount,
             asset=asset,
             explanation=(

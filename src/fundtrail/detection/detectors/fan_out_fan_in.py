@@ -17,22 +17,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import numpy.typing as npt
 
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
-from fundtrail.detection.detectors.peeling_chain import (
-    BulkContext,
-    as_bulk,
+from fundtrail.detection.base import Alert, DetectContext, Param, merged_params
+from fundtrail.detection.utxo_common import (
+    I64,
     btc_usd,
     fmt_btc,
     fresh_outputs,
     since_mask,
     spender_rows,
     txid_texts,
+    utxo_alert,
 )
 from fundtrail.store.utxo_view import UtxoView
-
-I64 = npt.NDArray[np.int64]
 
 
 class FanOutFanIn:
@@ -64,13 +61,10 @@ class FanOutFanIn:
     )
 
     def run(self, ctx: DetectContext) -> Iterator[Alert]:
-        yield from self._run(as_bulk(ctx))
-
-    def _run(self, ctx: BulkContext) -> Iterator[Alert]:
         view: UtxoView = ctx.utxo_view()
         if not len(view):
             return
-        p = {x.name: x.default for x in self.params} | dict(ctx.params)
+        p = merged_params(self.params, ctx)
         spender = spender_rows(ctx)
         fresh = fresh_outputs(view)
         n_out = view.n_out
@@ -140,7 +134,7 @@ class FanOutFanIn:
             yield self._alert(ctx, view, f, t, coin[members], rows, int(width[f]), texts)
 
     def _alert(
-        self, ctx: BulkContext, view: UtxoView, f: int, t: int, coins: I64, rows: I64, width: int,
+        self, ctx: DetectContext, view: UtxoView, f: int, t: int, coins: I64, rows: I64, width: int,
         texts: dict[int, str],
     ) -> Alert:  # fmt: skip
         order = rows[np.argsort(view.tx_id[rows])]
@@ -165,20 +159,18 @@ class FanOutFanIn:
             f"{max(0, int(view.height[t] - view.height[f]))} blocks later: a split and recombination with no "
             f"business purpose."
         )
-        return Alert(
-            detector=self.name,
-            typology=self.typology,
-            chain=ctx.chain,
-            severity=severity_for(score),
-            score=round(float(score), 1),
-            addresses=tuple(shown),
-            txids=tuple(texts[int(r)] for r in order),
-            window_start=t0,
-            window_end=t1,
+        return utxo_alert(
+            self,
+            ctx,
+            view,
+            order,
+            texts,
+            score=score,
+            addresses=shown,
+            entity_ids=ids,
+            window=(t0, t1),
             amount=split_value,
-            asset="BTC",
             explanation=explanation,
-            entities=tuple(sorted({e for e in (ctx.cluster_of(a) for a in ids) if e is not None})),
             evidence={
                 "width": width,
                 "gathered": gathered,

@@ -8,7 +8,7 @@ that spends only mixer coins (a custodial mixer paying out), or any output of a 
 that is deposited whole at an exchange (directly, or after at most ``max_hops`` whole-coin hops) within
 ``window_blocks`` of the mix is reported; one alert per depositing transaction, with the mix, the hops,
 the deposit, and the amount. Exchange addresses are the labelled ones and the deposit addresses an
-exchange sweeps into them (``peeling_chain.category_codes``).
+exchange sweeps into them (``utxo_common.category_codes``).
 """
 
 from __future__ import annotations
@@ -16,25 +16,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import numpy.typing as npt
 
 from fundtrail.chains.bitcoin import coinjoin
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
+from fundtrail.detection.base import Alert, DetectContext, Param, merged_params
 from fundtrail.detection.context import RISK_ORDER
-from fundtrail.detection.detectors.peeling_chain import (
-    BulkContext,
-    as_bulk,
+from fundtrail.detection.utxo_common import (
+    I64,
+    B,
     btc_usd,
     category_codes,
     fmt_btc,
     since_mask,
     spender_rows,
     txid_texts,
+    utxo_alert,
 )
 from fundtrail.store.utxo_view import UtxoView
 
-I64 = npt.NDArray[np.int64]
-B = npt.NDArray[np.bool_]
 MIXER, EXCHANGE = RISK_ORDER.index("mixer"), RISK_ORDER.index("exchange")
 
 
@@ -73,13 +71,10 @@ class Mixing:
     )
 
     def run(self, ctx: DetectContext) -> Iterator[Alert]:
-        yield from self._run(as_bulk(ctx))
-
-    def _run(self, ctx: BulkContext) -> Iterator[Alert]:
         view: UtxoView = ctx.utxo_view()
         if not len(view):
             return
-        p = {x.name: x.default for x in self.params} | dict(ctx.params)
+        p = merged_params(self.params, ctx)
         codes = category_codes(ctx)
         is_mixer = codes == MIXER
         if int(p["mixer_clusters"]) and is_mixer.any():
@@ -157,7 +152,7 @@ class Mixing:
             yield self._alert(ctx, view, d, coin[js], kind[coin[js]], rows, out_ex, texts)
 
     def _alert(
-        self, ctx: BulkContext, view: UtxoView, d: int, coins: I64, kinds: I64, rows: I64, out_ex: B,
+        self, ctx: DetectContext, view: UtxoView, d: int, coins: I64, kinds: I64, rows: I64, out_ex: B,
         texts: dict[int, str],
     ) -> Alert:  # fmt: skip
         order = rows[np.argsort(view.tx_id[rows])]
@@ -178,20 +173,17 @@ class Mixing:
             f"{' and '.join(via)} and were deposited whole at an exchange ({fmt_btc(deposited)} to "
             f"{len(dep_addr)} exchange address(es)) {max(0, t1 - t0) // 60} minutes later."
         )
-        return Alert(
-            detector=self.name,
-            typology=self.typology,
-            chain=ctx.chain,
-            severity=severity_for(score),
-            score=round(float(score), 1),
-            addresses=tuple(shown),
-            txids=tuple(texts[int(r)] for r in order),
-            window_start=t0,
-            window_end=t1,
+        return utxo_alert(
+            self,
+            ctx,
+            view,
+            order,
+            texts,
+            score=score,
+            addresses=shown,
+            entity_ids=ids,
             amount=amount,
-            asset="BTC",
             explanation=explanation,
-            entities=tuple(sorted({e for e in (ctx.cluster_of(a) for a in ids) if e is not None})),
             evidence={
                 "via": via,
                 "coins": len(coins),

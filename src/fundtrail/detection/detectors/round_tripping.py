@@ -10,16 +10,8 @@ from collections.abc import Iterator
 import numba as nb
 import numpy as np
 
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
-from fundtrail.detection.detectors.passthrough import (
-    F64,
-    I64,
-    AccountArrays,
-    account_arrays,
-    clusters,
-    param,
-    texts,
-)
+from fundtrail.detection.account_common import F64, I64, AccountArrays, account_arrays
+from fundtrail.detection.base import Alert, DetectContext, Param, cluster_ids, make_alert, merged_params
 
 PARAMS = (
     Param(
@@ -152,14 +144,15 @@ class RoundTripping:
         a = account_arrays(ctx)
         if len(a.frm) == 0:
             return
+        p = merged_params(PARAMS, ctx)
         ok = ~a.service[a.frm] & ~a.service[a.to] & (a.frm != a.to)
         rows = np.flatnonzero(ok)
-        big = ~(a.usd[rows] < float(param(ctx, PARAMS, "min_usd")))  # NaN (no price) counts as big
+        big = ~(a.usd[rows] < float(p["min_usd"]))  # NaN (no price) counts as big
         starts = rows[big]
         if not len(rows):
             return
         n_addr = len(a.service)
-        cl = clusters(ctx)
+        cl = np.asarray(ctx.cluster_array(), dtype=np.int64)
         group = np.arange(n_addr, dtype=np.int64)
         if len(cl):
             m = min(len(cl), n_addr)
@@ -180,13 +173,13 @@ class RoundTripping:
             a.frm,
             a.to,
             group,
-            int(param(ctx, PARAMS, "window_seconds")),
-            int(param(ctx, PARAMS, "min_length")),
-            int(param(ctx, PARAMS, "max_length")),
-            float(param(ctx, PARAMS, "min_share")),
-            float(param(ctx, PARAMS, "min_hop_share")),
-            float(param(ctx, PARAMS, "max_growth")),
-            int(param(ctx, PARAMS, "max_visits")),
+            int(p["window_seconds"]),
+            int(p["min_length"]),
+            int(p["max_length"]),
+            float(p["min_share"]),
+            float(p["min_hop_share"]),
+            float(p["max_growth"]),
+            int(p["max_visits"]),
         )
         seen: set[tuple[int, ...]] = set()
         for s in np.flatnonzero(found[:, 0] >= 0).tolist():
@@ -208,23 +201,21 @@ def _alert(ctx: DetectContext, a: AccountArrays, cyc: I64) -> Alert | None:
     amounts = [int(col[int(r)].as_py()) for r in cyc]
     left, back = amounts[0], amounts[-1]
     nodes = [int(a.frm[r]) for r in cyc]
-    shown = texts(ctx, nodes + ([int(a.to[cyc[-1]])] if a.to[cyc[-1]] != nodes[0] else []))
+    shown = ctx.address_texts(nodes + ([int(a.to[cyc[-1]])] if a.to[cyc[-1]] != nodes[0] else []))
     share = back / left if left else 0.0
     t0, t1 = int(a.time[cyc[0]]), int(a.time[cyc[-1]])
     usd = float(a.usd[cyc[0]]) if np.isfinite(a.usd[cyc[0]]) else 0.0
     score = 50.0 + 25.0 * min(1.0, max(0.0, (share - 0.8) / 0.2)) + min(15.0, 5.0 * np.log10(usd / 1_000 + 1))
     score += 10.0 if t1 - t0 <= 86_400 else 0.0
     score = float(min(100.0, score))
-    return Alert(
-        detector="round_tripping",
-        typology="round_tripping",
-        chain=ctx.chain,
-        severity=severity_for(score),
-        score=round(score, 1),
-        addresses=tuple(shown),
+    return make_alert(
+        "round_tripping",
+        "round_tripping",
+        ctx,
+        score=score,
+        addresses=shown,
         txids=a.hashes(cyc),
-        window_start=t0,
-        window_end=t1,
+        window=(t0, t1),
         amount=left,
         asset=asset,
         explanation=(
@@ -232,7 +223,7 @@ def _alert(ctx: DetectContext, a: AccountArrays, cyc: I64) -> Alert | None:
             f"{len(cyc) - 1} other addresses and got {back} ({share * 100:.1f} %) back within "
             f"{(t1 - t0) / 3600:.1f} hours: a cycle with no service on it"
         ),
-        entities=tuple(sorted({c for c in (ctx.cluster_of(n) for n in nodes) if c is not None})),
+        entities=cluster_ids(ctx, nodes),
         evidence={
             "length": len(cyc),
             "amounts": [str(x) for x in amounts],

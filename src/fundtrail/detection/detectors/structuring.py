@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
-from fundtrail.detection.detectors.passthrough import I64, AccountArrays, account_arrays, param, texts
+from fundtrail.detection.account_common import I64, AccountArrays, account_arrays
+from fundtrail.detection.base import Alert, DetectContext, Param, cluster_ids, make_alert, merged_params
 from fundtrail.errors import InvalidInput
 
 # jurisdiction -> (threshold in local currency, the currency, the FX parameter giving USD per unit)
@@ -37,7 +37,8 @@ PARAMS = (
 
 def thresholds_usd(ctx: DetectContext) -> dict[str, float]:
     """The watched jurisdictions' thresholds in USD, refusing unknown names."""
-    raw = str(param(ctx, PARAMS, "jurisdiction"))
+    p = merged_params(PARAMS, ctx)
+    raw = str(p["jurisdiction"])
     out: dict[str, float] = {}
     for name in (x.strip().upper() for x in raw.split(",") if x.strip()):
         if name not in JURISDICTIONS:
@@ -46,7 +47,7 @@ def thresholds_usd(ctx: DetectContext) -> dict[str, float]:
                 f"use a comma-separated list of {', '.join(JURISDICTIONS)}",
             )
         amount, _, fx = JURISDICTIONS[name]
-        out[name] = amount * (float(param(ctx, PARAMS, fx)) if fx else 1.0)
+        out[name] = amount * (float(p[fx]) if fx else 1.0)
     if not out:
         raise InvalidInput("no structuring jurisdiction given", f"name one of {', '.join(JURISDICTIONS)}")
     return out
@@ -80,9 +81,10 @@ class Structuring:
         if len(a.frm) == 0:
             return
         limits = thresholds_usd(ctx)
-        low = float(param(ctx, PARAMS, "band_low"))
-        need = int(param(ctx, PARAMS, "min_transfers"))
-        window = int(param(ctx, PARAMS, "window_seconds"))
+        p = merged_params(PARAMS, ctx)
+        low = float(p["band_low"])
+        need = int(p["min_transfers"])
+        window = int(p["window_seconds"])
         base = ~a.service[a.frm] & ~recurring(a) & np.isfinite(a.usd)
         best: dict[int, tuple[int, str, I64]] = {}  # sender -> (count, jurisdiction, rows)
         for name, limit in limits.items():
@@ -97,9 +99,9 @@ class Structuring:
             times = a.time[by_sender[lo:hi]]
             t0, t1 = int(a.time[picked].min()), int(a.time[picked].max())
             span = int(np.searchsorted(times, t1, side="right") - np.searchsorted(times, t0))
-            if len(picked) < float(param(ctx, PARAMS, "min_band_share")) * span:
+            if len(picked) < float(p["min_band_share"]) * span:
                 continue
-            alert = _alert(ctx, a, sender, name, limits[name], picked)
+            alert = _alert(ctx, a, sender, name, limits[name], picked, int(p["min_recipients"]))
             if alert is not None:
                 yield alert
 
@@ -127,9 +129,8 @@ def _runs(a: AccountArrays, rows: I64, need: int, window: int) -> Iterator[tuple
 
 
 def _alert(
-    ctx: DetectContext, a: AccountArrays, sender: int, name: str, limit: float, rows: I64
+    ctx: DetectContext, a: AccountArrays, sender: int, name: str, limit: float, rows: I64, min_recipients: int
 ) -> Alert | None:
-    min_recipients = int(param(ctx, PARAMS, "min_recipients"))
     recips = list(dict.fromkeys(int(x) for x in a.to[rows]))
     if len(recips) < min_recipients or int(a.height[rows].max()) < ctx.since_height:
         return None
@@ -141,18 +142,16 @@ def _alert(
     score = 45.0 + min(25.0, 2.5 * (len(rows) - 5)) + min(15.0, 1.5 * len(recips))
     score += 15.0 * to_exchanges / len(rows)
     score = float(min(100.0, score))
-    shown = texts(ctx, [sender, *recips])
+    shown = ctx.address_texts([sender, *recips])
     t0, t1 = int(a.time[rows].min()), int(a.time[rows].max())
-    return Alert(
-        detector="structuring",
-        typology="structuring",
-        chain=ctx.chain,
-        severity=severity_for(score),
-        score=round(score, 1),
-        addresses=tuple(shown),
+    return make_alert(
+        "structuring",
+        "structuring",
+        ctx,
+        score=score,
+        addresses=shown,
         txids=a.hashes(rows),
-        window_start=t0,
-        window_end=t1,
+        window=(t0, t1),
         amount=total,
         asset=asset,
         explanation=(
@@ -161,7 +160,7 @@ def _alert(
             f"({cur} {amount:,} = USD {limit:,.0f}) to {len(recips)} recipients "
             f"({to_exchanges} of the transfers to exchange deposits) within {(t1 - t0) / 3600:.1f} hours"
         ),
-        entities=tuple(sorted({c for c in (ctx.cluster_of(sender),) if c is not None})),
+        entities=cluster_ids(ctx, [sender]),
         evidence={
             "jurisdiction": name,
             "threshold_usd": round(limit, 2),

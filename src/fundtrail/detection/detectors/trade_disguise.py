@@ -9,15 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from fundtrail.detection.base import Alert, DetectContext, Param, severity_for
-from fundtrail.detection.detectors.passthrough import (
-    I64,
-    AccountArrays,
-    account_arrays,
-    distinct_count,
-    param,
-    texts,
-)
+from fundtrail.detection.account_common import I64, AccountArrays, account_arrays, distinct_count
+from fundtrail.detection.base import Alert, DetectContext, Param, cluster_ids, make_alert, merged_params
 
 PARAMS = (
     Param("young_seconds", 30 * 86_400, "seconds", "both parties first seen at most this long before"),
@@ -40,7 +33,7 @@ class TradeDisguise:
         a = account_arrays(ctx)
         if len(a.frm) == 0:
             return
-        p = {q.name: param(ctx, PARAMS, q.name) for q in PARAMS}
+        p = merged_params(PARAMS, ctx)
         ok = np.flatnonzero(~a.service[a.frm] & ~a.service[a.to] & (a.frm != a.to))
         order = ok[np.lexsort((ok, a.asset[ok], a.to[ok], a.frm[ok]))]
         f, t, k = a.frm[order], a.to[order], a.asset[order]
@@ -137,17 +130,15 @@ def _alert(
     n = len(invoices)
     gaps = [float(np.diff(a.time[pr[3]]).mean()) for pr in members]
     score = float(min(100.0, 65.0 + min(25.0, 3.0 * n) + 10.0 * (len(fronts) - 2)))
-    shown = texts(ctx, fronts)
-    return Alert(
-        detector="trade_disguise",
-        typology="trade_disguise",
-        chain=ctx.chain,
-        severity=severity_for(score),
-        score=round(score, 1),
-        addresses=tuple(shown),
+    shown = ctx.address_texts(fronts)
+    return make_alert(
+        "trade_disguise",
+        "trade_disguise",
+        ctx,
+        score=score,
+        addresses=shown,
         txids=a.hashes(rows),
-        window_start=int(a.time[rows].min()),
-        window_end=int(a.time[rows].max()),
+        window=(int(a.time[rows].min()), int(a.time[rows].max())),
         amount=invoiced,
         asset=asset,
         explanation=(
@@ -156,7 +147,7 @@ def _alert(
             f"{min(gaps) / 60:.0f}-{max(gaps) / 60:.0f} minutes; {cashed} base units then went to "
             f"exchange deposits in {len(cash)} transfers"
         ),
-        entities=tuple(sorted({c for c in (ctx.cluster_of(x) for x in fronts) if c is not None})),
+        entities=cluster_ids(ctx, fronts),
         evidence={"invoices": n, "fronts": len(fronts), "cashed_out": str(cashed), "mean_gap_seconds": gaps},
     )
 
