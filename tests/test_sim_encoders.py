@@ -469,3 +469,21 @@ def test_etl_same_calls_same_bytes_and_refusals(
     e.native(ALICE, BOB, 1, 1)
     with pytest.raises(ValueError, match="call seal_block before close"):
         e.close()
+
+
+def test_a_block_row_longer_than_the_csv_readers_block_ingests(tmp_path: Path) -> None:
+    """20,000 withdrawals in one block make a ~2 MB CSV cell, longer than pyarrow's default 1 MB read
+    block (a simulated world's bootstrap did this before withdrawals were capped at 16 per block)."""
+    w = EtlWriter(tmp_path / "long")
+    for i in range(20_000):
+        w.withdrawal(bytes([1 + i % 200]) * 20, 1 + i, i)
+    w.seal_block(1_767_571_200)
+    w.close()
+    con = connect(tmp_path / "long.duckdb")
+    s = ingest_ethereum_etl(
+        con, "sim-ethereum", w.blocks_path, w.transactions_path, token_transfers=w.token_transfers_path
+    )
+    assert s.withdrawals == 20_000
+    total = con.execute("SELECT sum(amount)::VARCHAR FROM transfers WHERE kind = 'withdrawal'").fetchone()
+    assert total is not None and int(total[0]) == sum(range(1, 20_001)) * 10**9
+    con.close()

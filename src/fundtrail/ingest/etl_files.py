@@ -105,18 +105,26 @@ def _read_csv(path: Path) -> pa.Table:
         header = next(csv.reader(fh), None)
     if not header:
         raise CorruptData(f"{path} is empty", "give an ethereum-etl export with its header line")
-    try:
-        table = pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=True,
-                null_values=[""],
-                quoted_strings_can_be_null=True,
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        raise CorruptData(f"{path}: {str(exc).splitlines()[0]}", "the CSV file is malformed") from None
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in header},
+        strings_can_be_null=True,
+        null_values=[""],
+        quoted_strings_can_be_null=True,
+    )
+    block = 1 << 20
+    while True:
+        try:
+            table = pacsv.read_csv(
+                path, read_options=pacsv.ReadOptions(block_size=block), convert_options=convert
+            )
+            break
+        except pa.ArrowInvalid as exc:
+            # a row longer than the reader's block (a block's withdrawals, a contract's creation code):
+            # read again with larger blocks, up to 1 GiB
+            if "straddl" in str(exc) and block < 1 << 30:
+                block *= 8
+                continue
+            raise CorruptData(f"{path}: {str(exc).splitlines()[0]}", "the CSV file is malformed") from None
     lines = pa.array(range(2, table.num_rows + 2), pa.int64())
     return table.append_column("_line", lines)
 

@@ -22,6 +22,7 @@ NATIVE_GAS = 21_000
 GWEI = 10**9
 ETH = 10**18
 USDT_UNIT = 10**6
+MAX_WITHDRAWALS = 16  # per block (EIP-4895's MAX_WITHDRAWALS_PER_PAYLOAD on mainnet)
 
 
 class AccountChain:
@@ -43,6 +44,7 @@ class AccountChain:
         self.tx_count = 0
         self.blocks = 0
         self._validator = 0
+        self._withdrawals: list[tuple[bytes, int]] = []
 
     def new_address(self, actor: int, purpose: str) -> bytes:
         a = hashlib.sha256(self.seed + b"eth" + self.next_address.to_bytes(8, "little")).digest()[-20:]
@@ -120,12 +122,20 @@ class AccountChain:
         return h
 
     def withdrawal(self, to: bytes, wei: int) -> None:
-        """A beacon-chain withdrawal of ``wei`` (a whole number of gwei) to ``to``."""
-        self.eth[to] = self.eth.get(to, 0) + wei
-        self.etl.withdrawal(to, wei // GWEI, self._validator)
-        self._validator += 1
+        """A beacon-chain withdrawal of ``wei`` (a whole number of gwei) to ``to``: queued, and credited
+        when a block takes it (at most 16 per block, Ethereum's MAX_WITHDRAWALS_PER_PAYLOAD)."""
+        self._withdrawals.append((to, wei))
+
+    def _take_withdrawals(self) -> None:
+        take, self._withdrawals = self._withdrawals[:MAX_WITHDRAWALS], self._withdrawals[MAX_WITHDRAWALS:]
+        for to, wei in take:
+            self.eth[to] = self.eth.get(to, 0) + wei
+            self.etl.withdrawal(to, wei // GWEI, self._validator)
+            self._validator += 1
 
     def _seal(self) -> None:
+        if self._withdrawals:
+            self._take_withdrawals()
         self.etl.seal_block(self.block_time)
         self.blocks += 1
         self.block_time += self.interval
@@ -140,6 +150,12 @@ class AccountChain:
         while self.block_time <= until:
             self._seal()
 
+    def flush_withdrawals(self) -> None:
+        """Seal blocks until every queued withdrawal is credited."""
+        while self._withdrawals:
+            self._seal()
+
     def close(self) -> None:
         self._seal()
+        self.flush_withdrawals()
         self.etl.close()

@@ -88,24 +88,27 @@ class Economy:
                 btc.pay(pool.btc, [(ex.deposits, self.deposit_address(ex, pool), bal * 9 // 10)])
         issuer = self.p.issuer.eth
         assert issuer is not None
-        eth.withdrawal(issuer, 100 * ETH)
+        services = [(svc.eth, 5_000 * ETH) for svc in (self.p.bridge, self.p.dex, *self.p.otc)]
+        funded = [(issuer, 100 * ETH), *((ex.eth_hot, 20_000 * ETH) for ex in self.p.exchanges), *services]
+        funded += [(e.eth, 10 * ETH) for e, _ in self.p.employers]
+        for to, wei in funded:  # validators' withdrawals fund the services first (16 per block)
+            assert to is not None
+            eth.withdrawal(to, wei)
+        eth.flush_withdrawals()
         for ex in self.p.exchanges:
-            eth.withdrawal(ex.eth_hot, 20_000 * ETH)
             eth.mint_usdt(issuer, ex.eth_hot, 50_000_000 * USDT_UNIT)
         for svc in (self.p.bridge, self.p.dex, *self.p.otc):
             assert svc.eth is not None
-            eth.withdrawal(svc.eth, 5_000 * ETH)
             eth.mint_usdt(issuer, svc.eth, 20_000_000 * USDT_UNIT)
+        for e, _ in self.p.employers:
+            assert e.eth is not None
+            eth.mint_usdt(issuer, e.eth, 2_000_000 * USDT_UNIT)
         for _ in range(len(self.p.users) // 4):  # active users arrive holding coins: batched withdrawals
             self.buy(self.user(), self.sats() * 2)
         for u in self.p.users:
             if self.w.rng.random() < 0.3:
                 assert u.eth is not None
                 eth.withdrawal(u.eth, self.w.rng.randint(10**7, 10**9) * GWEI)  # staking rewards: ETH
-        for e, _ in self.p.employers:
-            assert e.eth is not None
-            eth.withdrawal(e.eth, 10 * ETH)
-            eth.mint_usdt(issuer, e.eth, 2_000_000 * USDT_UNIT)
         _ = w
 
     # Bitcoin --------------------------------------------------------------------------------------------
