@@ -60,6 +60,8 @@ demo: $(STAMP)
 	    --category hack --confidence 100
 	$(BIN)/fundtrail --db $(DB) exposure --chain bitcoin-regtest
 	$(BIN)/fundtrail --db $(DB) screen --chain bitcoin-regtest $(CASE_CASHOUTS)
+	$(BIN)/fundtrail --db $(DB) detect
+	$(BIN)/fundtrail --db $(DB) alerts list --chain bitcoin-regtest --limit 10
 	$(BIN)/fundtrail --db $(DB) evaluate --truth $(WORLD)
 
 lint: $(STAMP)
