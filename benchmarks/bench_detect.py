@@ -25,7 +25,7 @@ from fundtrail.detection.engine import run_detectors
 from fundtrail.detection.scorer.evaluate import evaluate_world
 from fundtrail.detection.scorer.model import train_world
 from fundtrail.evaluation.detection import score_detection
-from fundtrail.evaluation.run import stored_alerts
+from fundtrail.evaluation.run import stored_alerts, truth_chains
 from fundtrail.ingest.bitcoin_files import ingest_block_files
 from fundtrail.ingest.ethereum_etl import ingest_ethereum_etl
 from fundtrail.labels.tagpack import import_tagpacks
@@ -77,7 +77,7 @@ def quality(tmp: Path) -> list[dict[str, Any]]:
     run_detectors(con)
     detect_s = time.perf_counter() - t
     ops, txs, addrs = truth.rows("operations"), truth.rows("operation_txs"), truth.rows("operation_addresses")
-    result = score_detection(ops, txs, addrs, stored_alerts(con)).as_json()
+    result = score_detection(ops, txs, addrs, stored_alerts(con, truth_chains(truth))).as_json()
     lines: list[dict[str, Any]] = []
     for typology, s in sorted(result["typologies"].items()):
         p, r = s["precision"], s["recall"]

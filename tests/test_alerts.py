@@ -625,3 +625,24 @@ def test_evaluate_scores_stored_alerts(tmp_path: Path, monkeypatch: pytest.Monke
     assert det["overall"]["true_alerts"] == 2
     assert r["notes"][-1].startswith("detection: 4 stored alert(s) of fixed scored per typology")
     assert not any("not available" in note for note in r["notes"])
+
+
+def test_evaluate_leaves_out_alerts_on_chains_the_truth_does_not_cover(tmp_path: Path) -> None:
+    """Real data ingested beside a world (the demo's mainnet blocks) raises alerts that are not the
+    world's: they are not scored against its truth."""
+    w = _make_world(tmp_path, "E1")
+    c = connect(w.store)
+    c.execute(
+        "INSERT INTO alerts (alert_id, dedup_key, detector, typology, chain, severity, score, addresses, "
+        "txids, entities, window_start, window_end, explanation, evidence, status, first_seen_run, "
+        "last_seen_run, created_at, updated_at) VALUES (1, 'k', 'fixed', 'scam', 'litecoin', 'high', 70, "
+        "'[]', '[\"ab\"]', '[]', 0, 0, 'x', '{}', 'new', 1, 1, now(), now())"
+    )
+    c.close()
+    c = connect(w.store, read_only=True)
+    try:
+        r = evaluate(c, load_truth(w.out), "haircut", 30, w.store)
+    finally:
+        c.close()
+    assert r["detection"] is None
+    assert any("no alerts on the world's chains" in note for note in r["notes"])

@@ -784,8 +784,8 @@ def test_end_to_end_tracing(world: World) -> None:
         f"clustering: the store holds no {SIM} data: ingest it to score its clusters",
         "tracing: 1 seed(s) could not be traced (listed under tracing.failed)",
         "tracing: 1 operation(s) have no traced leg: left out of the aggregates",
-        "detection: not available: the store has no alerts (run `fundtrail detect` first), so there is "
-        "nothing to score per typology",
+        "detection: not available: the store has no alerts on the world's chains (run `fundtrail detect` "
+        "first), so there is nothing to score per typology",
     ]
 
 

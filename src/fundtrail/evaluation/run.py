@@ -34,16 +34,24 @@ def check_options(policy: str, hops: int) -> None:
 def detection_unavailable(con: duckdb.DuckDBPyConnection) -> str:
     """Why detection is not scored on this store: it holds no alerts."""
     return (
-        "detection: not available: the store has no alerts (run `fundtrail detect` first), so there is "
-        "nothing to score per typology"
+        "detection: not available: the store has no alerts on the world's chains (run `fundtrail detect` "
+        "first), so there is nothing to score per typology"
     )
 
 
-def stored_alerts(con: duckdb.DuckDBPyConnection) -> list[Alert]:
-    """Every alert of the store (whatever its review status: the detectors are scored, not the
-    analysts), as the detection scorer reads them."""
+def truth_chains(truth: Truth) -> list[str]:
+    """The chains a world's truth speaks about (its addresses' chains)."""
+    return sorted(set(truth.table("addresses").column("chain").unique().to_pylist()))
+
+
+def stored_alerts(con: duckdb.DuckDBPyConnection, chains: list[str] | None = None) -> list[Alert]:
+    """Every alert of the store on ``chains`` (default: all), whatever its review status (the detectors
+    are scored, not the analysts), as the detection scorer reads them. Alerts on chains the truth does
+    not cover (real data ingested beside a world) are not the world's and are left out."""
     rows = con.execute(
-        "SELECT detector, typology, chain, txids, addresses FROM alerts ORDER BY alert_id"
+        "SELECT detector, typology, chain, txids, addresses FROM alerts "
+        "WHERE $all OR chain IN (SELECT unnest($chains)) ORDER BY alert_id",
+        {"all": chains is None, "chains": chains or []},
     ).fetchall()
     return [
         Alert(str(det), str(typ), str(chain), tuple(json.loads(txids)), tuple(json.loads(addrs)))
@@ -54,7 +62,7 @@ def stored_alerts(con: duckdb.DuckDBPyConnection) -> list[Alert]:
 def score_alerts(con: duckdb.DuckDBPyConnection, truth: Truth) -> tuple[DetectionResult | None, list[str]]:
     """The detection scores of the store's alerts against the truth, or None and a note saying why
     there are none."""
-    alerts = stored_alerts(con)
+    alerts = stored_alerts(con, truth_chains(truth))
     if not alerts:
         return None, [detection_unavailable(con)]
     result = score_detection(
