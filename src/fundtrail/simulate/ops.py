@@ -3,7 +3,7 @@ truth each step records (every transaction, address, seed and cash-out with its 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from fundtrail.simulate.account import ETH, USDT_UNIT
 from fundtrail.simulate.actors import Actor, Exchange
@@ -30,9 +30,10 @@ def btc_tx(op: Op, pay: Payment, role: str) -> Payment:
 
 def proceeds(
     w: World, econ: Economy, op: Op, crook: Actor, usd_each: tuple[float, float], payers: int, role: str
-) -> Iterator[int]:
+) -> Generator[int, None, Coin | None]:
     """Victims (or buyers) buy bitcoin and pay the criminal's fresh addresses; then the criminal
-    consolidates the payments into one coin, which becomes the operation's seed (``op.briefing['coin']``)."""
+    consolidates the payments into one coin, the operation's seed, which the generator returns (None
+    when no victim could pay)."""
     victims = [econ.user() for _ in range(payers)]
     asks = []
     for v in victims:
@@ -54,14 +55,14 @@ def proceeds(
         victim_payments.append(pay.outpoint(0))
     yield 1
     if not paid:
-        return
+        return None
     pool = fresh(w, op, crook, "pool")
     pay = w.btc.pay(crook.btc, [(crook.btc, pool, 0)], coins=paid, sweep=True)
     btc_tx(op, pay, "consolidate")
     op.amount = pay.outputs[0][0]
     op.seeds.append((0, BTC_CHAIN, pay.outpoint(0), "BTC", op.amount))
-    op.briefing["coin"] = pay.outputs[0]
     yield 1
+    return pay.outputs[0]
 
 
 def hop(w: World, op: Op, crook: Actor, coin: Coin, role: str = "layer") -> Coin:

@@ -37,8 +37,7 @@ def structuring(w: World, econ: Economy, case: str | None = None) -> Iterator[in
     crook = criminal(w, f"structurer-{len(w.ops)}", "structurer")
     name = rng.choice(sorted(THRESHOLDS_USD))
     limit = THRESHOLDS_USD[name] * USDT_UNIT
-    op = w.new_op("structuring", crook, ETH_CHAIN, "USDT", f"transfers kept under the {name} threshold")
-    op.case = case
+    op = w.new_op("structuring", crook, ETH_CHAIN, "USDT", f"transfers kept under the {name} threshold", case)
     n = rng.randint(15, 40)
     src, gas, units = usdt_funding(w, econ, op, crook, n * THRESHOLDS_USD[name] * 0.93)
     op.briefing.update(threshold=name, source=w.eth.text(src))
@@ -61,9 +60,8 @@ def round_tripping(w: World, econ: Economy, case: str | None = None) -> Iterator
     rng = w.rng
     origin = criminal(w, f"company-{len(w.ops)}", "front_company")
     op = w.new_op(
-        "round_tripping", origin, ETH_CHAIN, "USDT", "funds cycled through shells back to the origin"
+        "round_tripping", origin, ETH_CHAIN, "USDT", "funds cycled through shells back to the origin", case
     )
-    op.case = case
     src, gas, units = usdt_funding(w, econ, op, origin, rng.uniform(50_000, 400_000))
     yield 1
     current, amount = src, units
@@ -87,8 +85,9 @@ def trade_disguise(w: World, econ: Economy, case: str | None = None) -> Iterator
     10 USDT, every few blocks), the last one cashing out at an exchange: laundering dressed as trade."""
     rng = w.rng
     boss = criminal(w, f"trader-{len(w.ops)}", "launderer")
-    op = w.new_op("trade_disguise", boss, ETH_CHAIN, "USDT", "illicit funds moved as invoices between fronts")
-    op.case = case
+    op = w.new_op(
+        "trade_disguise", boss, ETH_CHAIN, "USDT", "illicit funds moved as invoices between fronts", case
+    )
     src, gas, units = usdt_funding(w, econ, op, boss, rng.uniform(100_000, 600_000))
     fronts = [
         criminal(w, f"front-{op.id}-{i} Trading Ltd", "front_company") for i in range(rng.randint(2, 3))
@@ -128,8 +127,7 @@ def fast_cashout(w: World, econ: Economy, case: str | None = None) -> Iterator[i
     the last payment."""
     rng = w.rng
     crook = criminal(w, f"romance-scammer-{len(w.ops)}", "scammer")
-    op = w.new_op("fast_cashout", crook, ETH_CHAIN, "USDT", "scam proceeds cashed out within minutes")
-    op.case = case
+    op = w.new_op("fast_cashout", crook, ETH_CHAIN, "USDT", "scam proceeds cashed out within minutes", case)
     collect = eth_fresh(w, op, crook, "collection")
     gas = gas_station(w, econ, op, crook)
     victims = [econ.user() for _ in range(rng.randint(3, 6))]
@@ -164,11 +162,11 @@ def chain_hopping(w: World, econ: Economy, case: str | None = None) -> Iterator[
     fresh addresses there and cashed out at exchanges."""
     rng = w.rng
     crook = criminal(w, f"hopper-{len(w.ops)}", "launderer")
-    op = w.new_op("chain_hopping", crook, BTC_CHAIN, "BTC", "bitcoin bridged to USDT and cashed out there")
-    op.case = case
-    yield from proceeds(w, econ, op, crook, (2_000, 20_000), rng.randint(5, 10), "proceeds")
-    coin = op.briefing.get("coin")
-    if not isinstance(coin, tuple):
+    op = w.new_op(
+        "chain_hopping", crook, BTC_CHAIN, "BTC", "bitcoin bridged to USDT and cashed out there", case
+    )
+    coin = yield from proceeds(w, econ, op, crook, (2_000, 20_000), rng.randint(5, 10), "proceeds")
+    if coin is None:
         return
     coin = hop(w, op, crook, coin)
     yield 1
@@ -207,12 +205,10 @@ def sanctions_evasion(w: World, econ: Economy, case: str | None = None) -> Itera
     rng = w.rng
     entity = criminal(w, f"Sanctioned Group {len(w.ops)}", "sanctioned_entity")
     op = w.new_op(
-        "sanctions_evasion", entity, BTC_CHAIN, "BTC", "a sanctioned entity trading through an OTC desk"
+        "sanctions_evasion", entity, BTC_CHAIN, "BTC", "a sanctioned entity trading through an OTC desk", case
     )
-    op.case = case
-    yield from proceeds(w, econ, op, entity, (5_000, 40_000), rng.randint(5, 9), "income")
-    coin = op.briefing.get("coin")
-    if not isinstance(coin, tuple):
+    coin = yield from proceeds(w, econ, op, entity, (5_000, 40_000), rng.randint(5, 9), "income")
+    if coin is None:
         return
     known = [a for a in op.addresses if a[2] == "pool"]
     op.briefing["listed_address"] = known[-1][1] if known else None

@@ -30,8 +30,9 @@ def peeling_chain(w: World, econ: Economy, case: str | None = None) -> Iterator[
         yield 6
     if victim is None or victim.hot.balance < MIN_HOT_BALANCE:
         return
-    op = w.new_op("peeling_chain", hacker, BTC_CHAIN, "BTC", "hot-wallet theft laundered by a peeling chain")
-    op.case = case
+    op = w.new_op(
+        "peeling_chain", hacker, BTC_CHAIN, "BTC", "hot-wallet theft laundered by a peeling chain", case
+    )
     loot = min(victim.hot.balance // 4, usd_to_sat(rng.uniform(1_500_000, 4_000_000)))
     to = fresh(w, op, hacker, "theft")
     pay = w.btc.pay(victim.hot, [(hacker.btc, to, loot)], change=victim.hot.home)
@@ -65,11 +66,11 @@ def ransomware(w: World, econ: Economy, case: str | None = None) -> Iterator[int
     OTC desk, the rest to an exchange."""
     rng = w.rng
     crook = criminal(w, f"ransomware-{len(w.ops)}", "ransomware_operator")
-    op = w.new_op("ransomware", crook, BTC_CHAIN, "BTC", "ransom payments pooled, layered and cashed out")
-    op.case = case
-    yield from proceeds(w, econ, op, crook, (4_000, 60_000), rng.randint(5, 10), "ransom")
-    coin = op.briefing.get("coin")
-    if not isinstance(coin, tuple):
+    op = w.new_op(
+        "ransomware", crook, BTC_CHAIN, "BTC", "ransom payments pooled, layered and cashed out", case
+    )
+    coin = yield from proceeds(w, econ, op, crook, (4_000, 60_000), rng.randint(5, 10), "ransom")
+    if coin is None:
         return
     for _ in range(rng.randint(2, 4)):
         coin = hop(w, op, crook, coin)
@@ -127,11 +128,11 @@ def fan_out_fan_in(w: World, econ: Economy, case: str | None = None) -> Iterator
     at two exchanges."""
     rng = w.rng
     crook = criminal(w, f"vendor-{len(w.ops)}", "darknet_vendor")
-    op = w.new_op("fan_out_fan_in", crook, BTC_CHAIN, "BTC", "proceeds smurfed through many fresh addresses")
-    op.case = case
-    yield from proceeds(w, econ, op, crook, (1_000, 12_000), rng.randint(8, 16), "sale")
-    coin = op.briefing.get("coin")
-    if not isinstance(coin, tuple):
+    op = w.new_op(
+        "fan_out_fan_in", crook, BTC_CHAIN, "BTC", "proceeds smurfed through many fresh addresses", case
+    )
+    coin = yield from proceeds(w, econ, op, crook, (1_000, 12_000), rng.randint(8, 16), "sale")
+    if coin is None:
         return
     n = rng.randint(10, 30)
     share = (coin[0] - 20_000) // n
@@ -159,11 +160,9 @@ def mixing(w: World, econ: Economy, case: str | None = None) -> Iterator[int]:
     equal-output CoinJoins with honest users, then deposited at an exchange."""
     rng = w.rng
     crook = criminal(w, f"scammer-{len(w.ops)}", "scammer")
-    op = w.new_op("mixing", crook, BTC_CHAIN, "BTC", "scam proceeds through a mixer or CoinJoins")
-    op.case = case
-    yield from proceeds(w, econ, op, crook, (500, 5_000), rng.randint(6, 12), "scam")
-    coin = op.briefing.get("coin")
-    if not isinstance(coin, tuple):
+    op = w.new_op("mixing", crook, BTC_CHAIN, "BTC", "scam proceeds through a mixer or CoinJoins", case)
+    coin = yield from proceeds(w, econ, op, crook, (500, 5_000), rng.randint(6, 12), "scam")
+    if coin is None:
         return
     if w.pop.mixers and len([o for o in w.ops if o.typology == "mixing"]) % 2 == 1:
         mixer = w.pop.mixers[0]

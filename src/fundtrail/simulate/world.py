@@ -114,8 +114,10 @@ class World:
         return self.btc.address_text(a)
 
     # operations ---------------------------------------------------------------------------------------
-    def new_op(self, typology: str, actor: Actor, chain: str, asset: str, description: str) -> Op:
-        op = Op(len(self.ops), typology, actor.id, chain, asset, 0, description, start_time=self.time)
+    def new_op(
+        self, typology: str, actor: Actor, chain: str, asset: str, description: str, case: str | None
+    ) -> Op:
+        op = Op(len(self.ops), typology, actor.id, chain, asset, 0, description, case, start_time=self.time)
         self.ops.append(op)
         return op
 
