@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from fundtrail.errors import InvalidInput
 
 DEFAULT_DB = Path("fundtrail.duckdb")
 ENV_DB = "FUNDTRAIL_DB"
@@ -49,3 +53,21 @@ def config_path(explicit: Path | None = None) -> Path | None:
     if env:
         return Path(env)
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def config_table(path: Path, name: str, fix: str) -> dict[str, Any]:
+    """The ``[name]`` table of the TOML configuration file at ``path`` (empty when absent); a missing
+    file, invalid TOML or a ``name`` that is not a table is a one-line error (``fix`` says how to write
+    the table)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"configuration file {path} does not exist", "fix --config/FUNDTRAIL_CONFIG"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"configuration file {path} is not valid TOML ({exc})", "fix its syntax") from None
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise InvalidInput(f"{path}: [{name}] must be a table", fix)
+    return table

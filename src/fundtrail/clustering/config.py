@@ -12,12 +12,12 @@ recomputes the chain from scratch (clusters built under mixed rules would be nei
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fundtrail.errors import InvalidInput
+from fundtrail.settings import config_table
 
 CHANGE_RULES = ("one_time", "round_number", "optimal", "address_type", "address_reuse", "fingerprint")
 ACCOUNT_RULES = ("deposit_address", "same_funder", "airdrop_collector")
@@ -81,17 +81,7 @@ def load(path: Path | None) -> ClusterConfig:
     """The ``[clustering]`` table of ``path`` (defaults when None or when the table is absent)."""
     if path is None:
         return ClusterConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(
-            f"configuration file {path} does not exist", "fix --config/FUNDTRAIL_CONFIG"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"configuration file {path} is not valid TOML ({exc})", "fix its syntax") from None
-    table = data.get("clustering", {})
-    if not isinstance(table, dict):
-        raise InvalidInput(f"{path}: [clustering] must be a table", "write it as a [clustering] section")
+    table = config_table(path, "clustering", "write it as a [clustering] section")
     known = {f for f in ClusterConfig.__dataclass_fields__}
     unknown = sorted(set(table) - known)
     if unknown:

@@ -15,7 +15,6 @@ integer; one whose default is a number takes an integer or a float; a text param
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from fundtrail.detection.base import Detector, Param
 from fundtrail.detection.prices import DEFAULT_PRICES_USD
 from fundtrail.errors import InvalidInput
+from fundtrail.settings import config_table
 
 Overrides = Mapping[str, Mapping[str, Any]]  # detector -> parameter -> value
 
@@ -107,17 +107,7 @@ def load(path: Path | None, detectors: Mapping[str, Detector]) -> DetectionConfi
     ``detectors`` (every detector that exists, not only those about to run)."""
     if path is None:
         return DetectionConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(
-            f"configuration file {path} does not exist", "fix --config/FUNDTRAIL_CONFIG"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"configuration file {path} is not valid TOML ({exc})", "fix its syntax") from None
-    table = data.get("detection", {})
-    if not isinstance(table, dict):
-        raise InvalidInput(f"{path}: [detection] must be a table", "write [detection.<detector>] sections")
+    table = config_table(path, "detection", "write [detection.<detector>] sections")
     prices = _prices(path, table["prices_usd"]) if "prices_usd" in table else dict(DEFAULT_PRICES_USD)
     rest = {k: v for k, v in table.items() if k != "prices_usd"}
     return DetectionConfig(check_overrides(detectors, rest, str(path)), prices)
